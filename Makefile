@@ -1,0 +1,37 @@
+# make train | test | test-slow | lint | bench — each creates .venv and installs on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install train test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Train the default experiment (25-Gaussians, CPU, a few minutes); extra Hydra overrides via ARGS="..."
+train: $(STAMP)
+	$(PY) -m src.train $(ARGS)
+
+## The default test suite (CPU, offline, minutes)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Slow checks: full-size networks, long training
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) logs outputs multirun .pytest_cache

@@ -1,0 +1,70 @@
+"""2-D Gaussian mixtures (25-Gaussians by default) as a LightningDataModule of fresh samples."""
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from src.ddgan.mixture import GRID_25, sample_mixture, validate_centers
+
+
+class MixtureBatches(Dataset):
+    """`num_batches` batches of fresh mixture samples; item i is a whole batch (points * scale, mode)."""
+
+    def __init__(self, centers: torch.Tensor, std: float, scale: float, batch_size: int, num_batches: int, seed: int):
+        self.centers, self.std, self.scale = centers, std, scale
+        self.batch_size, self.num_batches = batch_size, num_batches
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        points, modes = sample_mixture(self.centers, self.std, self.batch_size, generator=self.rng)
+        return points * self.scale, modes
+
+
+class GaussianMixtureDataModule(L.LightningDataModule):
+    """Equal-weight mixture of isotropic Gaussians; the networks see the points multiplied by `scale`.
+
+    Metrics are reported in the mixture's own units (divide samples by `scale`).
+    """
+
+    def __init__(
+        self,
+        centers: list[list[float]] | None = None,  # mode centers [[x, y], ...]; default the 5×5 grid {-4..4}²
+        std: float = 0.05,  # standard deviation of every mode
+        scale: float = 1.0,  # networks see points * scale
+        batch_size_per_device: int = 512,  # batch on each device
+        iterations_per_epoch: int = 500,  # batches that make one epoch
+        seed: int = 0,  # base seed of the sample stream (rank is added under DDP)
+    ):
+        super().__init__()
+        self.centers = validate_centers(GRID_25 if centers is None else centers)
+        if not std > 0:
+            raise ValueError(f"data.std={std!r} is invalid: it must be > 0.")
+        self.std, self.scale = float(std), float(scale)
+        self.batch_size_per_device = batch_size_per_device
+        self.iterations_per_epoch = iterations_per_epoch
+        self.seed = seed
+        self.sample_shape = [self.centers.shape[1]]
+        self.dataset: MixtureBatches | None = None
+        self._restored_rng_state: torch.Tensor | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self.dataset = MixtureBatches(self.centers, self.std, self.scale, self.batch_size_per_device, self.iterations_per_epoch, self.seed + rank)
+        if self._restored_rng_state is not None:
+            self.dataset.rng.set_state(self._restored_rng_state)
+            self._restored_rng_state = None
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=None, shuffle=False, num_workers=0)
+
+    def state_dict(self) -> dict:
+        return {"rng_state": self.dataset.rng.get_state()} if self.dataset is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Resume the sample stream where the checkpoint left it (before or after setup)."""
+        self._restored_rng_state = state_dict.get("rng_state")
+        if self.dataset is not None:
+            self.setup()

@@ -1,0 +1,25 @@
+"""DDGAN's adversarial losses: non-saturating logistic GAN losses and the R1 penalty."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def d_loss_real(logits_real: Tensor) -> Tensor:
+    """E[softplus(-D(x_t, t, x_{t+1}))] on real pairs."""
+    return F.softplus(-logits_real).mean()
+
+
+def d_loss_fake(logits_fake: Tensor) -> Tensor:
+    """E[softplus(D(x'_t, t, x_{t+1}))] on generated pairs."""
+    return F.softplus(logits_fake).mean()
+
+
+def g_loss(logits_fake: Tensor) -> Tensor:
+    """Non-saturating generator loss E[softplus(-D(x'_t, t, x_{t+1}))]."""
+    return F.softplus(-logits_fake).mean()
+
+
+def r1_penalty(logits_real: Tensor, x_t: Tensor) -> Tensor:
+    """E ||∇_{x_t} D(x_t, t, x_{t+1})||² on real x_t (x_t must require grad); differentiable."""
+    (grad,) = torch.autograd.grad(logits_real.sum(), x_t, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()

@@ -1,0 +1,45 @@
+"""The DDGAN sampler: T generator-parameterised posterior steps from noise to data."""
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from src.ddgan.diffusion import VPSchedule
+
+Generator = Callable[[Tensor, Tensor, Tensor], Tensor]  # G(x_tp1, t, z) -> x0_pred
+
+
+def _randn(shape, like: Tensor, rng: torch.Generator | None) -> Tensor:
+    return torch.randn(shape, device=like.device, dtype=like.dtype, generator=rng)
+
+
+@torch.no_grad()
+def sample(
+    generator: Generator,
+    schedule: VPSchedule,
+    x_T: Tensor,
+    *,
+    nz: int,
+    start_step: int | None = None,
+    rng: torch.Generator | None = None,
+    return_chain: bool = False,
+) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
+    """DDGAN sampling: x_{t} ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), t = start_step-1 … 0, fresh z each step.
+
+    Args:
+        x_T: (N, …) the starting level; N(0, I) for unconditional sampling (start_step = T),
+            or a diffused input for editing from an intermediate level start_step.
+        rng: draws z and the posterior noise (on x_T's device), for reproducible samples.
+        return_chain: also return the levels [x_start, …, x_0] and the x_0 predictions of each step.
+    """
+    x = x_T
+    start_step = schedule.num_timesteps if start_step is None else start_step
+    levels, predictions = [x], []
+    for t in reversed(range(start_step)):  # x is at level t + 1
+        t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        z = _randn((x.shape[0], nz), x, rng)
+        x0_pred = generator(x, t_batch, z)
+        x = schedule.sample_posterior(x0_pred, x, t_batch, noise=_randn(x.shape, x, rng))  # level t
+        levels.append(x)
+        predictions.append(x0_pred)
+    return (x, levels, predictions) if return_chain else x

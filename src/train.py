@@ -1,0 +1,50 @@
+"""Train a DDGAN: python -m src.train [experiment=NAME] [key=value ...] (Hydra; -m for sweeps)."""
+import logging
+import sys
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.ddgan.config import ConfigError, resolve_ckpt_path, validate_train_config
+
+log = logging.getLogger(__name__)
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Build data, model, callbacks, loggers and trainer from `cfg`, then fit (resuming from cfg.ckpt_path)."""
+    validate_train_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    if cfg.trainer.get("accelerator") == "cpu":
+        torch.set_flush_denormal(True)  # denormals make CPU training up to 6x slower
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _convert_="partial")
+    model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
+    trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except ConfigError as error:
+        log.error(str(error))
+        sys.exit(2)
+    return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"reference files not found at {REFERENCE_DIR}")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+TINY_TOY = [
+    "model.generator.hidden_dim=32",
+    "model.discriminator.hidden_dim=32",
+    "data.batch_size_per_device=64",
+    "data.iterations_per_epoch=3",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "callbacks.mixture_eval.num_samples=500",
+    "logger=csv",
+]
+
+
+@pytest.fixture
+def compose():
+    """compose(overrides, output_dir) -> the resolved training config, as `python -m src.train` would build it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    def _compose(overrides: list[str], output_dir: Path | None = None, config_name: str = "train"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+        if output_dir is not None:
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(output_dir)
+        return cfg
+
+    return _compose

@@ -1,0 +1,143 @@
+import lightning as L
+import pytest
+import torch
+
+import src.ddgan.module as module_lib
+from src.ddgan.diffusion import VPSchedule
+from src.ddgan.module import DDGAN
+from src.ddgan.nets.toy import ToyDiscriminator, ToyGenerator
+from src.ddgan.data.gaussians import GaussianMixtureDataModule
+
+
+def tiny_ddgan(**kwargs) -> DDGAN:
+    defaults = dict(nz=2, lr_g=1e-3, lr_d=1e-3, r1_gamma=0.1, lazy_reg=2, ema_decay=0.9, cosine_lr_decay=False)
+    return DDGAN(
+        generator=ToyGenerator(nz=2, num_timesteps=2, hidden_dim=16),
+        discriminator=ToyDiscriminator(num_timesteps=2, hidden_dim=16),
+        schedule=VPSchedule(2),
+        sample_shape=[2],
+        **(defaults | kwargs),
+    )
+
+
+def fit(model: DDGAN, tmp_path, epochs: int = 1, iterations: int = 4, ckpt_path=None, callbacks=()):
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, callbacks=list(callbacks),
+    )
+    data = GaussianMixtureDataModule(batch_size_per_device=32, iterations_per_epoch=iterations, seed=0)
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    return trainer
+
+
+def flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_training_changes_both_networks_and_r1_only_on_lazy_iterations(tmp_path, monkeypatch):
+    r1_calls = []
+    original = module_lib.r1_penalty
+    monkeypatch.setattr(module_lib, "r1_penalty", lambda *a: r1_calls.append(1) or original(*a))
+    model = tiny_ddgan(lazy_reg=3)
+    g0, d0, ema0 = flat(model.generator), flat(model.discriminator), flat(model.generator_ema)
+    trainer = fit(model, tmp_path, iterations=7)
+    assert model.iteration == 7
+    assert trainer.global_step == 14  # Lightning counts optimizer steps: two per iteration
+    assert len(r1_calls) == 3  # iterations 0, 3, 6
+    assert not torch.equal(flat(model.generator), g0)
+    assert not torch.equal(flat(model.discriminator), d0)
+    assert not torch.equal(flat(model.generator_ema), ema0)
+
+
+def test_r1_gamma_zero_never_computes_r1(tmp_path, monkeypatch):
+    monkeypatch.setattr(module_lib, "r1_penalty", lambda *a: pytest.fail("R1 computed with r1_gamma=0"))
+    fit(tiny_ddgan(r1_gamma=0.0, lazy_reg=1), tmp_path, iterations=2)
+
+
+def test_ema_update_is_an_exponential_moving_average():
+    model = tiny_ddgan(ema_decay=0.75)
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.fill_(1.0)
+        for p in model.generator_ema.parameters():
+            p.fill_(0.0)
+    model.update_ema()
+    for p in model.generator_ema.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 0.25))
+    assert not any(p.requires_grad for p in model.generator_ema.parameters())
+
+
+def test_only_the_discriminator_moves_in_the_d_step_and_only_the_generator_in_the_g_step(tmp_path):
+    model = tiny_ddgan()
+    fit(model, tmp_path, iterations=1)  # attaches optimizers
+    x_0 = torch.randn(16, 2)
+    g0, d0 = flat(model.generator), flat(model.discriminator)
+    model.discriminator_step(x_0)
+    assert torch.equal(flat(model.generator), g0) and not torch.equal(flat(model.discriminator), d0)
+    d1 = flat(model.discriminator)
+    model.generator_step(x_0)
+    assert torch.equal(flat(model.discriminator), d1) and not torch.equal(flat(model.generator), g0)
+
+
+class CaptureAtStart(L.Callback):
+    def on_train_start(self, trainer, model):
+        self.iteration = model.iteration
+        self.ema = flat(model.generator_ema).clone()
+        self.adam_d = [s["exp_avg_sq"].clone() for s in trainer.optimizers[0].state.values()]
+
+
+def test_resume_continues_from_the_saved_iteration_with_optimizer_and_ema_state(tmp_path):
+    L.seed_everything(0)
+    first = tiny_ddgan()
+    trainer = fit(first, tmp_path / "a", epochs=1, iterations=5)
+    ckpt = tmp_path / "first.ckpt"
+    trainer.save_checkpoint(ckpt)
+    saved_ema = flat(first.generator_ema).clone()
+    saved_adam = [s["exp_avg_sq"].clone() for s in trainer.optimizers[0].state.values()]
+
+    capture = CaptureAtStart()
+    resumed = tiny_ddgan()
+    fit(resumed, tmp_path / "b", epochs=2, iterations=5, ckpt_path=ckpt, callbacks=[capture])
+    assert capture.iteration == 5
+    torch.testing.assert_close(capture.ema, saved_ema)
+    for a, b in zip(capture.adam_d, saved_adam):
+        torch.testing.assert_close(a, b)
+    assert resumed.iteration == 10
+
+
+class StopAfterFirstEpoch(L.Callback):
+    """Simulates a job killed at an epoch boundary of a longer run, after its checkpoint."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, model):
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer, model):
+        trainer.save_checkpoint(self.path)
+
+
+def test_resume_at_an_epoch_boundary_equals_an_uninterrupted_run(tmp_path):
+    L.seed_everything(0)
+    straight = tiny_ddgan(cosine_lr_decay=True)
+    fit(straight, tmp_path / "straight", epochs=3, iterations=3)
+
+    L.seed_everything(0)
+    ckpt = tmp_path / "epoch1.ckpt"
+    fit(tiny_ddgan(cosine_lr_decay=True), tmp_path / "first", epochs=3, iterations=3, callbacks=[StopAfterFirstEpoch(ckpt)])
+    L.seed_everything(123)  # the resumed run must not depend on the new process's seed
+    resumed = tiny_ddgan(cosine_lr_decay=True)
+    fit(resumed, tmp_path / "resumed", epochs=3, iterations=3, ckpt_path=ckpt)
+    assert resumed.iteration == straight.iteration == 9
+    for a, b in ((straight.generator, resumed.generator), (straight.discriminator, resumed.discriminator), (straight.generator_ema, resumed.generator_ema)):
+        torch.testing.assert_close(flat(a), flat(b), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
+)
+def test_invalid_hyperparameters_are_rejected(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        tiny_ddgan(**kwargs)
