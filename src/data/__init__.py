@@ -1,0 +1,1 @@
+"""Data preparation entry points (python -m src.data.<command>)."""

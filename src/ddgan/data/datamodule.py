@@ -1,0 +1,91 @@
+"""Shared loader plumbing for every datamodule: a train set of (image in [-1, 1], label) built in setup()."""
+import torch
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import DataError
+
+class RandomHorizontalFlip(Dataset):
+    """Wraps an (image, label) dataset; flips each (C, H, W) image left-right with probability 1/2."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
+        if torch.rand(()) < 0.5:  # torch's per-worker RNG, reseeded by the DataLoader every epoch
+            image = image.flip(-1)
+        return image, label
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: subclasses build the train dataset; this class shuffles, batches and flips it.
+
+    The train loader yields (images (N, C, H, W) float32 in [-1, 1], labels (N,) long, -1 where none).
+    It uses a plain shuffle and no custom sampler, so Lightning can inject a DistributedSampler under DDP.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,  # H = W of every image
+        num_channels: int,  # C of every image
+        batch_size_per_device: int,  # batch of one process; global batch = this x world size
+        num_workers: int,  # DataLoader worker processes per device (0: load in the main process)
+        pin_memory: bool,  # page-locked batches for faster host-to-GPU copies
+        persistent_workers: bool,  # keep workers alive between epochs (only used when num_workers > 0)
+        prefetch_factor: int | None,  # batches loaded ahead per worker (None: torch default; needs workers)
+        hflip: bool,  # random horizontal flip
+        seed: int,  # seeds the dataset contents (where drawn) and the loader's shuffle generator
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.image_size = image_size
+        self.num_channels = num_channels
+        self.batch_size_per_device = batch_size_per_device
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
+        self.hflip = hflip
+        self.seed = seed
+        self.train_dataset: Dataset | None = None
+
+    def build_train_dataset(self) -> Dataset:
+        """The un-flipped train set of (image (C, H, W) float32 in [-1, 1], int label); called once in setup()."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the train set once per process; raises DataError before any training work."""
+        if self.train_dataset is not None:
+            return
+        dataset = self.build_train_dataset()
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if len(dataset) // world_size < self.batch_size_per_device:
+            raise DataError(
+                f"{type(self).__name__} has {len(dataset)} images, fewer than batch_size_per_device="
+                f"{self.batch_size_per_device} on each of {world_size} devices (drop_last would yield no batch); "
+                "add data or lower data.batch_size_per_device"
+            )
+        self.train_dataset = RandomHorizontalFlip(dataset) if self.hflip else dataset
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, drop_last batches of (images, labels)."""
+        if self.train_dataset is None:
+            self.setup("fit")
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        uses_workers = self.num_workers > 0
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.batch_size_per_device,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and uses_workers,
+            prefetch_factor=self.prefetch_factor if uses_workers else None,
+            generator=torch.Generator().manual_seed(self.seed + rank),  # shuffle order and worker seeds
+        )

@@ -1,0 +1,151 @@
+"""Any folder tree of images at image_size x image_size (resize shorter side + center crop), labels -1.
+
+Bad files are found when the datamodule is set up, before training: every file's header is read (cheap:
+no pixel decoding), so unreadable files and images smaller than image_size fail at once with the file
+named, or, with skip_bad_images, are dropped and counted. A file whose header is fine but whose pixel data
+is truncated can only fail when decoded; then the loader raises a DataError naming it, or with
+skip_bad_images logs it and returns the next readable image instead.
+"""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .datamodule import ImageDataModule
+from .errors import DataError
+from .images import IMAGE_EXTENSIONS, check_large_enough, decode_rgb, fit_square, list_image_files, read_image_size
+from .tensors import NO_LABEL, pil_to_model_tensor
+
+log = logging.getLogger(__name__)
+MAX_LOAD_RETRIES = 16  # with skip_bad_images: neighbours tried after an undecodable file
+
+
+@dataclass
+class FolderScan:
+    """The usable image files of a folder and one message per skipped file."""
+
+    files: list[Path]
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_image_folder(root: Path, image_size: int, *, skip_bad_images: bool, allow_upscale: bool,
+                      max_images: int | None) -> FolderScan:
+    """Check the headers of the image files under `root` (sorted), keeping the first `max_images` usable ones.
+
+    Raises DataError naming the first unreadable or too-small file, unless skip_bad_images.
+    """
+    scan = FolderScan(files=[])
+    for path in list_image_files(root):
+        if max_images is not None and len(scan.files) >= max_images:
+            break
+        try:
+            size = read_image_size(path, str(path))
+            check_large_enough(size, image_size, str(path), allow_upscale=allow_upscale)
+        except DataError as error:
+            if not skip_bad_images:
+                raise
+            scan.skipped.append(str(error))
+            continue
+        scan.files.append(path)
+    if scan.skipped:
+        log.warning("skipped %d bad image files under %s, first: %s", len(scan.skipped), root, scan.skipped[0])
+    if not scan.files:
+        found = f"{len(scan.skipped)} image files, all skipped" if scan.skipped else "no image files"
+        raise DataError(f"{found} under {root} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                        "point data.data_dir at a folder of images")
+    return scan
+
+
+class ImageFolderDataset(Dataset):
+    """Items (image (3, S, S) float32 in [-1, 1], -1) from image files, S = image_size."""
+
+    def __init__(self, files: list[Path], *, image_size: int, allow_upscale: bool = False,
+                 skip_bad_images: bool = False) -> None:
+        self.files = files
+        self.image_size = image_size
+        self.allow_upscale = allow_upscale
+        self.skip_bad_images = skip_bad_images
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, path: Path) -> torch.Tensor:
+        """One file as a (3, S, S) float32 tensor in [-1, 1]; DataError naming the file if it cannot be used."""
+        image = fit_square(decode_rgb(path, str(path)), self.image_size, str(path), allow_upscale=self.allow_upscale)
+        return pil_to_model_tensor(image)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        retries = MAX_LOAD_RETRIES if self.skip_bad_images else 0
+        for offset in range(min(retries, len(self.files) - 1) + 1):
+            try:
+                return self.load(self.files[(index + offset) % len(self.files)]), NO_LABEL
+            except DataError as error:
+                if not self.skip_bad_images:
+                    raise
+                log.warning("skipped at load: %s", error)
+        raise DataError(f"{retries + 1} image files in a row from {self.files[index]} could not be decoded; "
+                        "check the folder")
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Every image under data_dir (recursive; png, jpg, webp, ...), resized + center-cropped to image_size."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: str,  # root folder, searched recursively
+        image_size: int = 256,  # side of the square training images
+        hflip: bool = True,  # random horizontal flip
+        skip_bad_images: bool = False,  # drop (and count) unreadable / too-small files instead of failing
+        allow_upscale: bool = False,  # upscale images smaller than image_size instead of failing
+        max_images: int | None = None,  # keep the first N usable files in sorted path order (None: all)
+        batch_size_per_device: int = 16,  # loader batch per process
+        num_workers: int = 4,  # loader workers per device
+        pin_memory: bool = True,  # page-locked batches
+        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
+        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
+        seed: int = 0,  # shuffle generator seed
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            num_channels=3,
+            batch_size_per_device=batch_size_per_device,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            hflip=hflip,
+            seed=seed,
+        )
+        self.data_dir = Path(data_dir)
+        self.skip_bad_images = skip_bad_images
+        self.allow_upscale = allow_upscale
+        self.max_images = max_images
+
+    def missing_data_message(self) -> str:
+        """One line for a data_dir that does not exist."""
+        return f"data dir {self.data_dir} does not exist; point data.data_dir at a folder of images"
+
+    def check_data_dir(self) -> None:
+        """DataError with the fix when data_dir is missing."""
+        if not self.data_dir.exists():
+            raise DataError(self.missing_data_message())
+
+    def prepare_data(self) -> None:
+        self.check_data_dir()
+
+    def build_folder_dataset(self) -> ImageFolderDataset:
+        """Scan data_dir as a folder of images (see the module docstring for when files are checked)."""
+        if not self.data_dir.is_dir():
+            raise DataError(f"data dir {self.data_dir} is not a folder; point data.data_dir at a folder of images")
+        scan = scan_image_folder(self.data_dir, self.image_size, skip_bad_images=self.skip_bad_images,
+                                 allow_upscale=self.allow_upscale, max_images=self.max_images)
+        self.skipped_images = scan.skipped
+        return ImageFolderDataset(scan.files, image_size=self.image_size, allow_upscale=self.allow_upscale,
+                                  skip_bad_images=self.skip_bad_images)
+
+    def build_train_dataset(self) -> Dataset:
+        self.check_data_dir()
+        return self.build_folder_dataset()

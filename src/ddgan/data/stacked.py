@@ -1,0 +1,144 @@
+"""Stacked digits, 1000 modes: three independently drawn digits as the R, G, B channels.
+
+StackedMNIST (the paper's mode-coverage benchmark) stacks MNIST training digits padded 28 -> 32;
+stacked_digits stacks scikit-learn's bundled 8x8 digits upsampled, an offline stand-in.
+Item i is the digits (a_i, b_i, c_i) drawn once from a seeded torch.Generator, composed lazily per item;
+its label is 100 * label(a_i) + 10 * label(b_i) + label(c_i).
+"""
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision.datasets import MNIST
+
+from .datamodule import ImageDataModule
+from .digits import load_digit_images
+from .errors import DataError
+from .tensors import uint8_to_model_range
+
+MODE_WEIGHTS = torch.tensor([100, 10, 1])  # label = 100a + 10b + c over the (R, G, B) digit labels
+
+
+def draw_digit_triples(num_digits: int, num_images: int, seed: int) -> torch.Tensor:
+    """(num_images, 3) long indices into a digit set, drawn uniformly with replacement; fixed by `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, num_digits, (num_images, 3), generator=generator)
+
+
+class StackedDigitsDataset(Dataset):
+    """Items (image (3, H, W) float32 in [-1, 1], label 100a + 10b + c) stacking three digits as RGB.
+
+    Args:
+        digits: (M, H, W) uint8 in [0, 255] or float in [-1, 1]; one grey digit per row.
+        digit_labels: (M,) long in 0..9.
+        num_images: dataset length.
+        seed: seeds the digit triples; the same seed gives the same images.
+    """
+
+    def __init__(self, digits: torch.Tensor, digit_labels: torch.Tensor, *, num_images: int, seed: int) -> None:
+        if digits.ndim != 3 or len(digits) != len(digit_labels):
+            raise ValueError(f"expected digits (M, H, W) and M labels, got {tuple(digits.shape)}, "
+                             f"{tuple(digit_labels.shape)}")
+        self.digits = digits
+        self.digit_labels = digit_labels.long()
+        self.triples = draw_digit_triples(len(digits), num_images, seed)  # (num_images, 3)
+
+    def __len__(self) -> int:
+        return len(self.triples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        triple = self.triples[index]  # (3,) digit indices for R, G, B
+        channels = self.digits[triple]  # (3, H, W)
+        image = uint8_to_model_range(channels) if channels.dtype == torch.uint8 else channels.float()
+        return image, int((self.digit_labels[triple] * MODE_WEIGHTS).sum())
+
+
+def load_mnist_digits(data_dir: Path, *, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST training digits padded 28 -> 32 with black: uint8 (60000, 32, 32) and labels (60000,)."""
+    try:
+        mnist = MNIST(root=str(data_dir), train=True, download=download)
+    except RuntimeError as error:  # torchvision: "Dataset not found"
+        raise DataError(
+            f"MNIST not found under {data_dir} (expected {data_dir / 'MNIST' / 'raw'}); "
+            "set data.download=true to download it, or point data.data_dir at a folder holding it"
+        ) from error
+    except OSError as error:  # network failures while downloading
+        raise DataError(f"could not download MNIST to {data_dir} ({error}); copy MNIST/raw/ there "
+                        "from a machine with internet and set data.download=false") from error
+    return F.pad(mnist.data, (2, 2, 2, 2)), mnist.targets
+
+
+class StackedMNISTDataModule(ImageDataModule):
+    """StackedMNIST: 32x32 RGB images of three MNIST training digits, 1000 modes (label 100a + 10b + c)."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: str,  # root holding (or receiving) torchvision's MNIST/
+        download: bool = True,  # download into data_dir in prepare_data() when missing
+        num_images: int = 120_000,  # dataset length (paper: 120k)
+        hflip: bool = False,  # digits are not flipped
+        batch_size_per_device: int = 64,  # loader batch per process
+        num_workers: int = 4,  # loader workers per device
+        pin_memory: bool = True,  # page-locked batches
+        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
+        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
+        seed: int = 0,  # seeds the digit triples and the shuffle
+    ) -> None:
+        super().__init__(
+            image_size=32,
+            num_channels=3,
+            batch_size_per_device=batch_size_per_device,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            hflip=hflip,
+            seed=seed,
+        )
+        self.data_dir = Path(data_dir)
+        self.download = download
+        self.num_images = num_images
+
+    def prepare_data(self) -> None:
+        """Download once per node (or fail at once with the fix when download=false and the data is absent)."""
+        load_mnist_digits(self.data_dir, download=self.download)
+
+    def build_train_dataset(self) -> StackedDigitsDataset:
+        digits, labels = load_mnist_digits(self.data_dir, download=False)
+        return StackedDigitsDataset(digits, labels, num_images=self.num_images, seed=self.seed)
+
+
+class StackedDigitsDataModule(ImageDataModule):
+    """Offline 1000-mode set: three scikit-learn digits as RGB, upsampled to image_size; no download, no data_dir."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 32,  # digits are upsampled (bilinear) from 8x8 to this
+        num_images: int = 60_000,  # dataset length
+        hflip: bool = False,  # digits are not flipped
+        batch_size_per_device: int = 64,  # loader batch per process
+        num_workers: int = 0,  # loader workers per device (the set is tiny and in memory)
+        pin_memory: bool = False,  # page-locked batches
+        persistent_workers: bool = False,  # keep workers between epochs (when num_workers > 0)
+        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
+        seed: int = 0,  # seeds the digit triples and the shuffle
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            num_channels=3,
+            batch_size_per_device=batch_size_per_device,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            hflip=hflip,
+            seed=seed,
+        )
+        self.num_images = num_images
+
+    def build_train_dataset(self) -> StackedDigitsDataset:
+        digits, labels = load_digit_images(self.image_size)  # (1797, 1, R, R) in [-1, 1]
+        return StackedDigitsDataset(digits[:, 0], labels, num_images=self.num_images, seed=self.seed)
