@@ -28,6 +28,7 @@ TINY_TOY = [
     "data.iterations_per_epoch=3",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
     "callbacks.mixture_eval.num_samples=500",
     "logger=csv",
 ]

@@ -11,15 +11,14 @@ log = logging.getLogger(__name__)
 
 
 def summarize_sweep(sweep_dir: Path) -> list[dict]:
-    """One row per job directory holding a metrics.json: the job's overrides, then its metrics."""
-    rows = []
-    for metrics_file in sorted(sweep_dir.glob("*/metrics.json")):
-        job_dir = metrics_file.parent
-        overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
-        row = {"job": job_dir.name, "overrides": " ".join(str(o) for o in overrides)}
-        rows.append(row | json.loads(metrics_file.read_text()))
-    return rows
+    """One row per job directory holding a metrics.json: the overrides that vary, then the metrics."""
+    jobs = []
+    for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: int(f.parent.name) if f.parent.name.isdigit() else f.parent.name):
+        overrides_file = metrics_file.parent / ".hydra" / "overrides.yaml"
+        overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.exists() else []
+        jobs.append((metrics_file.parent.name, overrides, json.loads(metrics_file.read_text())))
+    shared = set.intersection(*(set(o) for _, o, _ in jobs)) if len(jobs) > 1 else set()
+    return [{"job": name, "overrides": " ".join(o for o in overrides if o not in shared)} | metrics for name, overrides, metrics in jobs]
 
 
 def format_table(rows: list[dict]) -> str:

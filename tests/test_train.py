@@ -1,0 +1,90 @@
+"""The training entry point end to end on the toy problem: outputs, resume, sweeps and bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.ddgan.config import ConfigError
+from src.train import train
+from tests.conftest import TINY_TOY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "src.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_default_experiment_writes_metrics_plot_and_checkpoint(compose, tmp_path):
+    cfg = compose(TINY_TOY, tmp_path)
+    assert cfg.task_name == "gaussians25" and cfg.diffusion.num_timesteps == 4
+    train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) >= {"modes_covered", "num_modes", "high_quality_fraction", "mode_kl"}
+    assert metrics["num_modes"] == 25 and metrics["iteration"] == 3
+    assert (tmp_path / "samples.png").stat().st_size > 0
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["ddgan"]["iteration"] == 3
+    assert any(k.startswith("generator_ema.") for k in checkpoint["state_dict"])
+    assert checkpoint["hyper_parameters"]["config"]["diffusion"]["num_timesteps"] == 4
+    logged = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    assert {"train/loss_d", "train/loss_g", "train/d_real", "train/d_fake", "train/lr_g", "eval/modes_covered"} <= set(logged[0])
+
+
+def test_ckpt_path_last_resumes_the_run(compose, tmp_path):
+    train(compose(TINY_TOY, tmp_path))
+    train(compose(TINY_TOY + ["trainer.max_epochs=2", "ckpt_path=last"], tmp_path))
+    assert json.loads((tmp_path / "metrics.json").read_text())["iteration"] == 6
+
+
+def test_explicit_centers_define_another_mixture(compose, tmp_path):
+    train(compose(TINY_TOY + ["data.centers=[[0,0],[3,3],[-3,3]]", "data.std=0.1"], tmp_path))
+    assert json.loads((tmp_path / "metrics.json").read_text())["num_modes"] == 3
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("diffusion.num_timesteps=0", "diffusion.num_timesteps=0"),
+        ("model.lazy_reg=0", "model.lazy_reg=0"),
+        ("model.r1_gamma=-0.5", "model.r1_gamma=-0.5"),
+        ("model.ema_decay=1.0", "model.ema_decay=1.0"),
+        ("data.centers=[[1,2],[3]]", "data.centers="),
+        ("data.centers=[1,2]", "data.centers="),
+        ("ckpt_path=/nonexistent.ckpt", "ckpt_path="),
+    ],
+)
+def test_bad_input_is_rejected_before_training(compose, tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
+        train(compose(TINY_TOY + [override], tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_cli_prints_one_line_for_bad_values_and_lists_unknown_experiments(tmp_path):
+    result = run_cli("diffusion.num_timesteps=0", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2
+    assert "diffusion.num_timesteps=0 is invalid: it must be an integer >= 1" in result.stderr + result.stdout
+    result = run_cli("experiment=no_such_experiment", f"paths.log_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "no_such_experiment" in result.stderr and "gaussians25" in result.stderr  # Hydra lists the options
+
+
+def test_many_timesteps_warn_but_train(compose, tmp_path):
+    with pytest.warns(UserWarning, match="outside the paper's regime"):
+        train(compose(TINY_TOY + ["diffusion.num_timesteps=9"], tmp_path))
+
+
+def test_multirun_sweep_writes_a_summary_table(tmp_path):
+    result = run_cli("-m", "diffusion.num_timesteps=1,2", *TINY_TOY, f"paths.log_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (summary,) = tmp_path.glob("gaussians25/multiruns/*/summary.csv")
+    rows = list(csv.DictReader(open(summary)))
+    assert [r["overrides"] for r in rows] == ["diffusion.num_timesteps=1", "diffusion.num_timesteps=2"]
+    assert all(r["num_modes"] == "25" for r in rows)
+    assert "Sweep summary" in result.stdout
