@@ -1,0 +1,135 @@
+"""Feature extractors behind one interface: images (N, C, H, W), uint8 in [0, 255] or float in [-1, 1],
+to features (N, D) for FID / precision-recall, plus class logits (N, K) for the Inception Score.
+
+"inception": the TF-compatible FID InceptionV3 (pool3 2048-d features, 1008 logits) on uint8 RGB.
+"digits": the DigitClassifier applied to every channel separately; features are the channels' penultimate
+activations concatenated, logits of a C-channel image are the joint log-probabilities of the C digits
+(10^C classes in the order 100a + 10b + c for RGB: StackedMNIST's 1000 modes).
+"""
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from src.ddgan.data.tensors import uint8_to_model_range
+
+from .digit_classifier import DigitClassifier, load_digit_classifier
+
+FEATURE_EXTRACTORS = ("inception", "digits")
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images as they are; float images in [-1, 1] quantised to uint8 (as saving a PNG would)."""
+    if images.dtype == torch.uint8:
+        return images
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images scaled to float32 in [-1, 1]; float images as they are."""
+    return uint8_to_model_range(images) if images.dtype == torch.uint8 else images.float()
+
+
+class FeatureExtractor(nn.Module):
+    """Images (N, C, H, W), uint8 or float in [-1, 1] -> features (N, num_features); logits optional.
+
+    `name` identifies the extractor (weights included) in reference-statistics cache keys. forward() returns
+    only the features, so an instance also serves as torchmetrics' custom `feature` module.
+    """
+
+    name: str
+    num_features: int
+    num_classes: int | None  # width of the logits, None when the extractor has none
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features_and_logits(images)[0]
+
+
+def joint_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """Per-channel log p (N, C, K) -> joint log p (N, K^C), class index sum_c y_c K^(C-1-c) (channel 0 most
+    significant: 100a + 10b + c for RGB digits)."""
+    joint = log_probs[:, 0]
+    for channel in range(1, log_probs.shape[1]):
+        joint = (joint[:, :, None] + log_probs[:, channel, None, :]).flatten(1)
+    return joint
+
+
+def state_dict_digest(module: nn.Module, length: int = 8) -> str:
+    """Short hash of a module's weights: cache keys change when the weights do."""
+    digest = hashlib.sha1()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:length]
+
+
+class DigitFeatures(FeatureExtractor):
+    """DigitClassifier features of each channel, concatenated: (N, C * feature_dim); logits over 10^C classes."""
+
+    def __init__(self, classifier: DigitClassifier, *, num_channels: int = 3) -> None:
+        super().__init__()
+        self.classifier = classifier.eval().requires_grad_(False)
+        self.num_channels = num_channels
+        self.num_features = num_channels * classifier.num_features
+        self.num_classes = classifier.num_classes ** num_channels
+        self.name = f"digits-r{classifier.resolution}-c{num_channels}-{state_dict_digest(classifier)}"
+
+    def train(self, mode: bool = True) -> "DigitFeatures":
+        return super().train(False)  # always eval: batch norm statistics and dropout stay fixed
+
+    @torch.no_grad()
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, c, h, w = images.shape
+        if c != self.num_channels:
+            raise ValueError(f"expected {self.num_channels}-channel images, got {tuple(images.shape)}")
+        grey = to_model_range(images).reshape(n * c, 1, h, w)
+        features = self.classifier.features(grey)  # (N * C, F)
+        log_probs = self.classifier.head(features).log_softmax(dim=1).reshape(n, c, -1)
+        return features.reshape(n, -1), joint_log_probs(log_probs)
+
+
+def build_feature_extractor(
+    name: str,
+    *,
+    classifier_path: str | Path | None = None,  # "digits": a checkpoint of src.train_classifier
+    num_channels: int = 3,  # "digits": channels per image (1 grey digit, 3 stacked digits)
+    weights_path: str | Path | None = None,  # "inception": an explicit weights file instead of the hub cache
+    download: bool = True,  # "inception": fetch the weights into the torch hub cache when missing
+) -> FeatureExtractor:
+    """The feature extractor called `name` ("inception" or "digits"), frozen and in eval mode."""
+    if name == "inception":
+        from .inception import InceptionFeatures
+
+        return InceptionFeatures(weights_path=weights_path, download=download)
+    if name == "digits":
+        if classifier_path is None:
+            raise ValueError("the digits feature extractor needs classifier_path (train one with src.train_classifier)")
+        return DigitFeatures(load_digit_classifier(classifier_path), num_channels=num_channels)
+    raise ValueError(f"unknown feature extractor {name!r}; expected one of {FEATURE_EXTRACTORS}")
+
+
+@torch.no_grad()
+def extract_features(
+    extractor: FeatureExtractor,
+    images: torch.Tensor | Iterable,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (N, D) and logits (N, K) or None, on the CPU, of an image tensor or of an iterable of batches
+    (a DataLoader; tuples are taken as (images, labels, ...))."""
+    device = device if device is not None else next(extractor.parameters()).device
+    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    features, logits = [], []
+    for batch in batches:
+        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+        batch_features, batch_logits = extractor.features_and_logits(batch.to(device))
+        features.append(batch_features.float().cpu())
+        if batch_logits is not None:
+            logits.append(batch_logits.float().cpu())
+    return torch.cat(features), (torch.cat(logits) if logits else None)
