@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from src.ddgan.diffusion import VPSchedule, sample_timesteps
 from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty
-from src.ddgan.sampling import sample
+from src.ddgan.sampling import RandomSource, randn, sample
 
 
 def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float) -> None:
@@ -140,10 +140,10 @@ class DDGAN(L.LightningModule):
 
     # ---- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, num_samples: int, *, rng: torch.Generator | None = None, use_ema: bool = True, **kwargs):
+    def sample(self, num_samples: int, *, rng: RandomSource = None, use_ema: bool = True, **kwargs):
         """num_samples samples x_0 (in the networks' data units) from noise, by the EMA generator by default."""
         generator = self.generator_ema if use_ema else self.generator
-        x_T = torch.randn((num_samples, *self.sample_shape), device=self.device, generator=rng)
+        x_T = randn((num_samples, *self.sample_shape), torch.empty((), device=self.device), rng)
         return sample(generator, self.schedule, x_T, nz=self.hparams.nz, rng=rng, **kwargs)
 
     # ---- checkpoint state beyond the state dict ------------------------------------------------

@@ -9,7 +9,25 @@ from src.ddgan.diffusion import VPSchedule
 Generator = Callable[[Tensor, Tensor, Tensor], Tensor]  # G(x_tp1, t, z) -> x0_pred
 
 
-def _randn(shape, like: Tensor, rng: torch.Generator | None) -> Tensor:
+class PerSampleGenerator:
+    """One torch.Generator per sample, seeded by (seed, sample index): sample i is the same whatever
+    the batch it is drawn in."""
+
+    def __init__(self, seed: int, indices: list[int], device: torch.device | str = "cpu"):
+        self.generators = [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in indices]
+
+    def randn(self, shape, device, dtype) -> Tensor:
+        assert shape[0] == len(self.generators), "one generator per sample"
+        return torch.stack([torch.randn(shape[1:], device=device, dtype=dtype, generator=g) for g in self.generators])
+
+
+RandomSource = torch.Generator | PerSampleGenerator | None
+
+
+def randn(shape, like: Tensor, rng: RandomSource) -> Tensor:
+    """Standard normal noise of `shape` on like's device, from `rng`."""
+    if isinstance(rng, PerSampleGenerator):
+        return rng.randn(shape, like.device, like.dtype)
     return torch.randn(shape, device=like.device, dtype=like.dtype, generator=rng)
 
 
@@ -21,7 +39,7 @@ def sample(
     *,
     nz: int,
     start_step: int | None = None,
-    rng: torch.Generator | None = None,
+    rng: RandomSource = None,
     return_chain: bool = False,
 ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
     """DDGAN sampling: x_{t} ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), t = start_step-1 … 0, fresh z each step.
@@ -37,9 +55,9 @@ def sample(
     levels, predictions = [x], []
     for t in reversed(range(start_step)):  # x is at level t + 1
         t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        z = _randn((x.shape[0], nz), x, rng)
+        z = randn((x.shape[0], nz), x, rng)
         x0_pred = generator(x, t_batch, z)
-        x = schedule.sample_posterior(x0_pred, x, t_batch, noise=_randn(x.shape, x, rng))  # level t
+        x = schedule.sample_posterior(x0_pred, x, t_batch, noise=randn(x.shape, x, rng))  # level t
         levels.append(x)
         predictions.append(x0_pred)
     return (x, levels, predictions) if return_chain else x

@@ -1,0 +1,92 @@
+"""Draw samples from a trained DDGAN: python -m src.sample ckpt_path=... num_samples=N batch_size=B output_dir=D seed=S.
+
+Writes D/samples.npz (uint8 N×H×W×C under `arr_0`), D/grid.png, D/timing.json and, with
+save_individual=true, D/images/{index:06d}.png. Sample i depends only on (seed, i).
+"""
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.images import save_grid, save_png, to_uint8
+from src.ddgan.module import DDGAN
+from src.ddgan.sampling import PerSampleGenerator
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def generate(model: DDGAN, num_samples: int, batch_size: int, seed: int, use_ema: bool = True, warmup_batches: int = 1) -> tuple[torch.Tensor, dict]:
+    """All samples (N, …) in [-1, 1] on the CPU, and timing figures (warm-up batches excluded)."""
+    if warmup_batches:
+        model.sample(min(batch_size, num_samples), rng=PerSampleGenerator(seed, list(range(min(batch_size, num_samples))), model.device), use_ema=use_ema)
+    batches, seconds = [], []
+    for start in range(0, num_samples, batch_size):
+        indices = list(range(start, min(start + batch_size, num_samples)))
+        synchronize(model.device)
+        began = time.perf_counter()
+        batches.append(model.sample(len(indices), rng=PerSampleGenerator(seed, indices, model.device), use_ema=use_ema).cpu())
+        synchronize(model.device)
+        seconds.append(time.perf_counter() - began)
+    timing = {
+        "nfe": model.schedule.num_timesteps,
+        "batch_size": batch_size,
+        "num_batches": len(seconds),
+        "seconds_per_batch": float(np.median(seconds)),
+        "images_per_second": num_samples / sum(seconds),
+        "device": str(model.device),
+    }
+    return torch.cat(batches), timing
+
+
+def write_samples(samples: torch.Tensor, output_dir: Path, save_individual: bool = False) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    images = to_uint8(samples)
+    tmp = output_dir / "samples.tmp.npz"
+    np.savez(tmp, arr_0=images)
+    tmp.replace(output_dir / "samples.npz")
+    save_grid(samples[:256], output_dir / "grid.png")
+    if save_individual:
+        (output_dir / "images").mkdir(exist_ok=True)
+        for index, image in enumerate(images):
+            save_png(image, output_dir / "images" / f"{index:06d}.png")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    if cfg.num_samples < 1 or cfg.batch_size < 1:
+        sys.exit(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must both be >= 1.")
+    try:
+        model = load_ddgan(cfg.ckpt_path).to(pick_device(cfg.device))
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(str(error))
+    if len(model.sample_shape) != 3:
+        sys.exit(f"ckpt_path={cfg.ckpt_path}: src.sample writes images, but this model makes {list(model.sample_shape)}-shaped samples.")
+    samples, timing = generate(model, cfg.num_samples, cfg.batch_size, cfg.seed, cfg.use_ema, cfg.warmup_batches)
+    output_dir = Path(cfg.output_dir)
+    write_samples(samples, output_dir, cfg.save_individual)
+    (output_dir / "timing.json").write_text(json.dumps(timing, indent=2))
+    print(f"{cfg.num_samples} samples -> {output_dir / 'samples.npz'}; NFE {timing['nfe']}, "
+          f"{timing['seconds_per_batch']:.3f} s per batch of {cfg.batch_size}, {timing['images_per_second']:.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
