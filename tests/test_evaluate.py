@@ -1,0 +1,186 @@
+"""Sample-quality evaluation: the GenerativeMetrics callback on a tiny stacked_digits run (classifier trained for
+the run, reference cached once), and `src.evaluate` on its checkpoint and on an npz written by src.sample."""
+import csv
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+import src.ddgan.evaluation as evaluation_lib
+import src.ddgan.metrics.reference as reference_lib
+from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.evaluation import rank_indices
+from src.evaluate import evaluate, format_table
+from src.sample import generate, write_samples
+from src.train import train
+from tests.conftest import CONFIG_DIR
+
+METRIC_KEYS = {"fid", "is", "is_std", "precision", "recall", "modes_covered", "mode_kl"}
+TINY_DIGITS = [
+    "experiment=stacked_digits",
+    "model.generator.base_channels=8",
+    "model.generator.z_emb_dim=16",
+    "model.discriminator.base_channels=8",
+    "model.discriminator.t_emb_dim=16",
+    "data.num_images=200",
+    "data.batch_size_per_device=16",
+    "+trainer.limit_train_batches=2",  # 2 iterations per epoch
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "logger=csv",
+    "callbacks.sample_grid.num_samples=4",
+    "callbacks.generative_metrics.num_samples=60",
+    "callbacks.generative_metrics.num_real=100",
+    "callbacks.generative_metrics.batch_size_per_device=32",
+    "callbacks.generative_metrics.classifier_epochs=2",  # a rough classifier is enough to test the wiring
+]
+
+
+def load_config(overrides: list[str], config_name: str = "train", output_dir: Path | None = None):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(run directory, data_dir) of a 2-iteration stacked_digits run with no classifier anywhere beforehand."""
+    root = tmp_path_factory.mktemp("tiny_digits")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(load_config(TINY_DIGITS + [f"paths.data_dir={root / 'data'}"], output_dir=root / "run"))
+    finally:
+        torch.set_num_threads(previous)
+    return root / "run", root / "data"
+
+
+def cache_files(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "reference_cache").glob("*.pt"))
+
+
+def test_callback_writes_every_metric_with_a_classifier_trained_for_the_run(tiny_run):
+    run_dir, data_dir = tiny_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert (metrics["epoch"], metrics["iteration"], metrics["num_samples"]) == (1, 2, 60)
+    assert metrics["feature_extractor"].startswith("digits-r32-c3-")
+    assert metrics["fid"] >= 0 and 1 <= metrics["modes_covered"] <= 1000 and 0 <= metrics["mode_kl"] <= 6.91
+    assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["recall"] <= 1 and 1 <= metrics["is"] <= 1000
+    assert (run_dir / "digit_classifier.pt").is_file()  # configured data_dir/classifiers/digits_32.pt is absent
+    assert not (data_dir / "classifiers").exists()
+    (cache,) = cache_files(data_dir)
+    assert cache.name.startswith("StackedDigitsDataModule-") and "first100__digits-r32-c3-" in cache.name
+    logged = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    assert {f"eval/{k}" for k in METRIC_KEYS} <= set(logged[0])
+
+
+def test_resumed_run_reuses_the_classifier_and_the_cached_reference(tiny_run, tmp_path, monkeypatch):
+    run_dir, data_dir = tiny_run
+    resumed = shutil.copytree(run_dir, tmp_path / "run")
+    cache = cache_files(data_dir)[0]
+    stamps = cache.stat().st_mtime_ns, (resumed / "digit_classifier.pt").stat().st_mtime_ns
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(reference_lib, "extract_features", fail)  # real features: only on a cache miss
+    monkeypatch.setattr(evaluation_lib, "train_digit_classifier", fail)
+    only_at_the_end = "callbacks.generative_metrics.every_n_epochs=0"  # the on_train_end evaluation writes it
+    train(load_config(TINY_DIGITS + [f"paths.data_dir={data_dir}", "trainer.max_epochs=2", "ckpt_path=last",
+                                     only_at_the_end], output_dir=resumed))
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert (metrics["epoch"], metrics["iteration"]) == (2, 4)
+    assert (cache.stat().st_mtime_ns, (resumed / "digit_classifier.pt").stat().st_mtime_ns) == stamps
+    assert cache_files(data_dir) == [cache]
+
+
+def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_path):
+    run_dir, data_dir = tiny_run
+    from_callback = json.loads((run_dir / "metrics.json").read_text())
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    # the checkpoint: data, extractor, classifier, metrics and num_real come from the run's stored config
+    record = evaluate(load_config([f"ckpt_path={ckpt}", "num_samples=60", "seed=1234", "batch_size=25",
+                                   f"paths.data_dir={data_dir}"], "evaluate"))
+    assert record["metrics_file"] == str(run_dir / "checkpoints" / "last_eval" / "metrics.json")
+    for key in METRIC_KEYS:
+        assert record[key] == pytest.approx(from_callback[key], abs=1e-6), key
+    assert (record["iteration"], record["num_real"]) == (2, 100)
+
+    # the npz that src.sample writes, scored against data=stacked_digits with an explicit classifier
+    samples, _ = generate(load_ddgan(ckpt), 60, 30, seed=1234, warmup_batches=0)
+    write_samples(samples, tmp_path)
+    npz_record = evaluate(load_config([f"samples={tmp_path / 'samples.npz'}", "data=stacked_digits",
+                                       "data.num_images=200", "feature_extractor=digits",
+                                       f"classifier_path={run_dir / 'digit_classifier.pt'}", "num_real=100",
+                                       f"paths.data_dir={data_dir}"], "evaluate"))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(written) and written["num_samples"] == 60
+    for key in METRIC_KEYS:
+        assert npz_record[key] == pytest.approx(from_callback[key], abs=1e-6), key
+    assert len(cache_files(data_dir)) == 1  # same data, same extractor: the training run's cache
+    # the npz with the run's checkpoint for the data and the metric settings
+    both = evaluate(load_config([f"samples={tmp_path / 'samples.npz'}", f"ckpt_path={ckpt}", f"output_dir={tmp_path}",
+                                 f"paths.data_dir={data_dir}"], "evaluate"))
+    assert {key: both[key] for key in METRIC_KEYS} == {key: npz_record[key] for key in METRIC_KEYS}
+    table = format_table(npz_record)
+    assert "FID" in table and "modes covered" in table and "samples.npz" in table
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # runpy: the module is already imported
+def test_evaluate_cli_prints_a_table_and_rejects_bad_input(tiny_run, tmp_path, capsys):
+    run_dir, data_dir = tiny_run
+    argv = sys.argv
+    try:
+        sys.argv = ["src.evaluate", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "metrics=[fid,modes]",
+                    "num_samples=20", f"output_dir={tmp_path}", f"paths.data_dir={data_dir}"]
+        runpy.run_module("src.evaluate", run_name="__main__", alter_sys=False)
+        out = capsys.readouterr().out
+        assert "FID" in out and "KL to uniform" in out and "precision" not in out
+        assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"fid", "modes_covered", "mode_kl"}
+        for bad, message in [(f"samples={tmp_path}/none.npz", "No such file"),
+                             ("samples=x.npz metrics=[fid,kid]", "metrics=")]:
+            sys.argv = ["src.evaluate", *bad.split()]
+            with pytest.raises(SystemExit, match=message):
+                runpy.run_module("src.evaluate", run_name="__main__", alter_sys=False)
+    finally:
+        sys.argv = argv
+
+
+def test_ranks_draw_contiguous_shares_of_the_sample_indices():
+    shares = [rank_indices(10, rank, 3) for rank in range(3)]
+    assert [list(s) for s in shares] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+
+
+def test_missing_inception_weights_stop_the_run_before_training(tmp_path, monkeypatch):
+    from src.ddgan.metrics.inception import InceptionWeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    inception_fid = ["callbacks.generative_metrics.metrics=[fid]",
+                     "callbacks.generative_metrics.feature_extractor=inception"]
+    cfg = load_config(TINY_DIGITS + inception_fid + [f"paths.data_dir={tmp_path / 'data'}"], output_dir=tmp_path)
+    with pytest.raises(InceptionWeightsError, match="hub/checkpoints"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
