@@ -6,9 +6,11 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from src.ddgan.config import ConfigError, resolve_ckpt_path, validate_train_config
+from src.ddgan.config import ConfigError, resolve_ckpt_path, validate_data_matches_model, validate_train_config
+from src.ddgan.module import TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.set_flush_denormal(True)  # denormals make CPU training up to 6x slower
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
+    validate_data_matches_model(datamodule, cfg)
     model = instantiate(cfg.model, _convert_="partial")
     model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
     trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)
@@ -43,6 +46,12 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as error:
         log.error(str(error))
         sys.exit(2)
+    except TrainingDiverged as error:
+        log.error(str(error))
+        sys.exit(3)
+    except SIGTERMException:  # a stop signal: last.ckpt was written at an iteration boundary
+        log.warning("Training stopped by a signal; resume with ckpt_path=last (same output directory).")
+        sys.exit(0)
     return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
 
 

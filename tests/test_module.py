@@ -141,3 +141,32 @@ def test_resume_at_an_epoch_boundary_equals_an_uninterrupted_run(tmp_path):
 def test_invalid_hyperparameters_are_rejected(kwargs, key):
     with pytest.raises(ValueError, match=key):
         tiny_ddgan(**kwargs)
+
+
+def test_bf16_mixed_runs_the_networks_in_bf16_and_keeps_losses_r1_and_weights_in_fp32(tmp_path, monkeypatch):
+    seen = {"d_out": set(), "loss_in": set(), "r1": set()}
+    original_loss, original_r1 = module_lib.d_loss_real, module_lib.r1_penalty
+    monkeypatch.setattr(module_lib, "d_loss_real", lambda logits: seen["loss_in"].add(logits.dtype) or original_loss(logits))
+    monkeypatch.setattr(module_lib, "r1_penalty", lambda *a: (lambda r1: seen["r1"].add(r1.dtype) or r1)(original_r1(*a)))
+    model = tiny_ddgan(lazy_reg=1)
+    model.discriminator.register_forward_hook(lambda m, i, out: seen["d_out"].add(out.dtype))
+    d0 = flat(model.discriminator)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=GaussianMixtureDataModule(batch_size_per_device=32, iterations_per_epoch=3, seed=0))
+    assert seen == {"d_out": {torch.bfloat16}, "loss_in": {torch.float32}, "r1": {torch.float32}}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(flat(model.discriminator)).all() and not torch.equal(flat(model.discriminator), d0)
+    assert model.nonfinite_updates == 0 and torch.isfinite(trainer.callback_metrics["train/r1"])
+
+
+def test_r1_under_an_fp16_grad_scaler_equals_the_plain_r1():
+    """16-mixed (GPU) takes ∇D of a scaled D and unscales the penalty; in fp32 both give the same number."""
+    from types import SimpleNamespace
+
+    model = tiny_ddgan()
+    x_t, t, x_tp1 = torch.randn(8, 2, requires_grad=True), torch.zeros(8, dtype=torch.long), torch.randn(8, 2)
+    plain = model.r1(model.discriminator(x_t, t, x_tp1), x_t)
+    model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16)))
+    scaled = model.r1(model.discriminator(x_t, t, x_tp1), x_t)
+    torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=0)

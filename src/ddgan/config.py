@@ -1,11 +1,19 @@
 """Checks of a composed training config, run before anything is built: one clear line per problem."""
+import logging
+import os
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from src.ddgan.diffusion import validate_schedule
+from src.ddgan.distributed import is_gan_ddp_strategy
 from src.ddgan.mixture import validate_centers
 from src.ddgan.module import validate_hyperparameters
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_PRECISIONS = {"32-true": "cpu gpu", "32": "cpu gpu", "bf16-mixed": "cpu gpu", "16-mixed": "gpu"}
 
 
 class ConfigError(ValueError):
@@ -13,13 +21,89 @@ class ConfigError(ValueError):
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
-    """`last` means <output_dir>/checkpoints/last.ckpt; a file must exist."""
+    """`last` means <output_dir>/checkpoints/last.ckpt; a file must exist.
+
+    A SLURM job that was requeued (SLURM_RESTART_COUNT > 0, e.g. by submitit after a timeout) resumes from its
+    own last.ckpt when ckpt_path is null, like Lightning's own SLURM auto-resume.
+    """
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
     if ckpt_path is None:
+        if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and last.is_file():
+            log.info(f"Requeued SLURM job: resuming from {last}")
+            return str(last)
         return None
-    path = Path(output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    path = last if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}. Give an existing .ckpt file, or 'last' with the run's paths.output_dir.")
     return str(path)
+
+
+def count_devices(devices, accelerator: str) -> int | None:
+    """How many devices per node Lightning will use for `devices` (None when only Lightning can tell)."""
+    gpus = accelerator in ("gpu", "cuda")
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if devices == "auto":
+            return torch.cuda.device_count() if gpus else 1
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        if devices.lstrip("-").isdigit():
+            devices = int(devices)
+    if isinstance(devices, int):
+        if devices == -1:
+            return torch.cuda.device_count() if gpus else os.cpu_count()
+        return devices
+    if hasattr(devices, "__len__"):
+        return len(devices)
+    return None
+
+
+def validate_trainer(trainer: DictConfig) -> None:
+    """Accelerator, device count, strategy and precision against this machine and the DDGAN loop."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    devices = trainer.get("devices", "auto")
+    num_nodes = trainer.get("num_nodes", 1)
+    if accelerator in ("gpu", "cuda"):
+        available = torch.cuda.device_count()
+        if available == 0:
+            raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine: use trainer=cpu "
+                              "(or trainer.accelerator=cpu, e.g. trainer=ddp trainer.accelerator=cpu for CPU processes).")
+        requested = count_devices(devices, accelerator)
+        if requested is not None and requested > available:
+            raise ConfigError(f"trainer.devices={devices} but this machine has {available} visible GPU(s): use trainer.devices<={available} "
+                              "(devices counts GPUs per node; more nodes: trainer.num_nodes).")
+    requested = count_devices(devices, accelerator)
+    if requested is not None and requested < 1:
+        raise ConfigError(f"trainer.devices={devices} is invalid: give a positive number, -1 (all) or a list of device indices.")
+    if not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ConfigError(f"trainer.num_nodes={num_nodes!r} is invalid: it must be an integer >= 1.")
+    strategy = trainer.get("strategy", "auto")
+    if isinstance(strategy, str) and strategy not in ("auto", "single_device"):
+        raise ConfigError(f"trainer.strategy={strategy} wraps the module for a single backward per step; DDGAN's two-optimizer loop needs "
+                          "trainer=ddp (GANDDPStrategy, see src/ddgan/distributed.py) or a single device.")
+    if (requested or 1) * num_nodes > 1 and not is_gan_ddp_strategy(strategy):
+        name = strategy.get("_target_") if hasattr(strategy, "get") else strategy
+        raise ConfigError(f"trainer.devices={devices} x trainer.num_nodes={num_nodes} needs trainer=ddp (GANDDPStrategy: the DDGAN module "
+                          f"averages its two networks' gradients itself), got trainer.strategy={name!r}.")
+    precision = str(trainer.get("precision", "32-true"))
+    device_kind = "gpu" if accelerator in ("gpu", "cuda") else "cpu" if accelerator == "cpu" else None
+    supported = SUPPORTED_PRECISIONS.get(precision)
+    if supported is None or (device_kind is not None and device_kind not in supported):
+        where = f" on {device_kind.upper()}" if device_kind else ""
+        allowed = [p for p, kinds in SUPPORTED_PRECISIONS.items() if device_kind is None or device_kind in kinds]
+        raise ConfigError(f"trainer.precision={precision} is not supported{where}: use one of {', '.join(allowed)} "
+                          "(mixed precision keeps fp32 weights, EMA, losses and R1).")
+
+
+def validate_batch_for_discriminator(cfg: DictConfig) -> None:
+    """The minibatch-stddev layer of the image discriminators splits a batch into groups of stddev_group."""
+    group = (cfg.model.get("discriminator") or {}).get("stddev_group")
+    batch = cfg.data.get("batch_size_per_device")
+    if group is None or batch is None:
+        return
+    if batch >= group and batch % group:
+        raise ConfigError(f"data.batch_size_per_device={batch} does not suit model.discriminator.stddev_group={group}: the minibatch-stddev "
+                          f"layer needs a batch per device < {group} or a multiple of {group}.")
 
 
 def validate_train_config(cfg: DictConfig) -> None:
@@ -28,8 +112,33 @@ def validate_train_config(cfg: DictConfig) -> None:
         diffusion = cfg.diffusion
         validate_schedule(diffusion.num_timesteps, diffusion.beta_min, diffusion.beta_max, diffusion.eps)
         model = cfg.model
-        validate_hyperparameters(r1_gamma=model.r1_gamma, lazy_reg=model.lazy_reg, ema_decay=model.ema_decay)
+        validate_hyperparameters(r1_gamma=model.r1_gamma, lazy_reg=model.lazy_reg, ema_decay=model.ema_decay,
+                                 max_consecutive_nonfinite=model.get("max_consecutive_nonfinite", 10))
         if cfg.data.get("centers") is not None:
             validate_centers(cfg.data.centers)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    validate_batch_for_discriminator(cfg)
+    validate_trainer(cfg.trainer)
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    every = checkpoint.get("every_n_iterations", 0)
+    if not isinstance(every, int) or every < 0:
+        raise ConfigError(f"callbacks.model_checkpoint.every_n_iterations={every!r} is invalid: it must be an integer >= 0 (0: epoch ends only).")
+
+
+def data_sample_shape(datamodule) -> list[int] | None:
+    """Shape of one data point: `sample_shape` (toy data) or [num_channels, image_size, image_size] (images)."""
+    if getattr(datamodule, "sample_shape", None) is not None:
+        return [int(d) for d in datamodule.sample_shape]
+    if getattr(datamodule, "image_size", None) is not None and getattr(datamodule, "num_channels", None) is not None:
+        return [int(datamodule.num_channels), int(datamodule.image_size), int(datamodule.image_size)]
+    return None
+
+
+def validate_data_matches_model(datamodule, cfg: DictConfig) -> None:
+    """model.sample_shape must be the shape of the data points (checked after the datamodule is built, before fit)."""
+    data_shape = data_sample_shape(datamodule)
+    model_shape = [int(d) for d in cfg.model.sample_shape]
+    if data_shape is not None and data_shape != model_shape:
+        raise ConfigError(f"model.sample_shape={model_shape} does not match the data: {type(datamodule).__name__} yields samples of shape "
+                          f"{data_shape} (data.image_size / num_channels); set model.sample_shape={data_shape} or change the data.")

@@ -1,16 +1,20 @@
 """The DDGAN LightningModule: one iteration = a discriminator step (with lazy R1), then a generator step."""
 import copy
+import logging
+from dataclasses import dataclass
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
 from src.ddgan.diffusion import VPSchedule, sample_timesteps
+from src.ddgan.distributed import all_reduce_mean_, seed_process
 from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty
 from src.ddgan.sampling import RandomSource, randn, sample
 
+log = logging.getLogger(__name__)
 
-def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float) -> None:
+def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float, max_consecutive_nonfinite: int = 10) -> None:
     """Raise a one-line ValueError naming the first invalid training hyperparameter."""
     if not isinstance(lazy_reg, int) or lazy_reg < 1:
         raise ValueError(f"model.lazy_reg={lazy_reg!r} is invalid: it must be an integer >= 1 (R1 every lazy_reg iterations).")
@@ -18,6 +22,23 @@ def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float
         raise ValueError(f"model.r1_gamma={r1_gamma!r} is invalid: it must be >= 0 (0 disables R1).")
     if not 0 <= ema_decay < 1:
         raise ValueError(f"model.ema_decay={ema_decay!r} is invalid: it must lie in [0, 1) (the paper uses 0.999 or 0.9999).")
+    if not isinstance(max_consecutive_nonfinite, int) or max_consecutive_nonfinite < 1:
+        raise ValueError(f"model.max_consecutive_nonfinite={max_consecutive_nonfinite!r} is invalid: it must be an integer >= 1 "
+                         "(training stops after that many skipped non-finite updates in a row).")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised at an iteration boundary after max_consecutive_nonfinite skipped updates of D or G in a row."""
+
+
+@dataclass
+class PendingUpdate:
+    """What on_before_optimizer_step needs to judge the optimizer step that is about to happen."""
+
+    name: str  # "d" or "g"
+    network: nn.Module  # the network that optimizer steps
+    loss: Tensor  # its loss, averaged over processes
+    grad_norm: Tensor | None = None  # set by on_before_optimizer_step (unscaled under 16-mixed)
 
 
 class DDGAN(L.LightningModule):
@@ -26,6 +47,11 @@ class DDGAN(L.LightningModule):
     Iterations are counted by `self.iteration` (Lightning's global_step advances once per
     optimizer step, i.e. twice per iteration here). R1 is applied when iteration % lazy_reg == 0,
     as in the released code (not rescaled by the interval).
+
+    Under mixed precision the networks run in bf16/fp16 while the losses, the R1 penalty and the posterior
+    step stay in fp32. Under DDP (src.ddgan.distributed.GANDDPStrategy) the module is not wrapped: `update`
+    averages gradients and logged values over processes before each optimizer step. A non-finite loss or
+    gradient skips that optimizer step (gradients dropped); `max_consecutive_nonfinite` in a row stop training.
     """
 
     def __init__(
@@ -43,9 +69,11 @@ class DDGAN(L.LightningModule):
         r1_gamma: float = 0.02,  # R1 weight: loss += r1_gamma / 2 * E||∇D(x_t)||²
         lazy_reg: int = 15,  # R1 every lazy_reg iterations
         ema_decay: float = 0.9999,  # EMA of G's weights
+        max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
     ):
         super().__init__()
-        validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay)
+        validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
+                                 max_consecutive_nonfinite=max_consecutive_nonfinite)
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["generator", "discriminator", "schedule"])
         self.generator = generator
@@ -54,6 +82,10 @@ class DDGAN(L.LightningModule):
         self.schedule = schedule
         self.sample_shape = tuple(sample_shape)
         self.iteration = 0
+        self.nonfinite_updates = 0  # skipped updates since the start of the run (checkpointed)
+        self.consecutive_nonfinite = {"d": 0, "g": 0}
+        self.divergence: str | None = None  # set when training must stop; raised at the iteration boundary
+        self._pending: PendingUpdate | None = None
 
     def train(self, mode: bool = True) -> "DDGAN":
         super().train(mode)
@@ -62,47 +94,116 @@ class DDGAN(L.LightningModule):
 
     # ---- one training iteration ----------------------------------------------------------------
     def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
-        """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), fresh z."""
+        """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), fresh z (posterior in fp32)."""
         z = torch.randn(x_tp1.shape[0], self.hparams.nz, device=x_tp1.device, dtype=x_tp1.dtype)
-        return self.schedule.sample_posterior(generator(x_tp1, t, z), x_tp1, t)
+        return self.schedule.sample_posterior(generator(x_tp1, t, z).float(), x_tp1, t)
 
     def real_pair(self, x_0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """t ~ U{0..T-1} and a real pair (x_t, x_{t+1}) from data x_0."""
         t = sample_timesteps(x_0.shape[0], self.schedule.num_timesteps, x_0.device)
         return (t, *self.schedule.q_sample_pair(x_0, t))
 
+    def full_precision(self):
+        """A context that turns autocast off: losses and R1 are computed in fp32 under mixed precision."""
+        return torch.autocast(device_type=self.device.type, enabled=False)
+
+    def r1(self, logits_real: Tensor, x_t: Tensor) -> Tensor:
+        """E||∇_{x_t} D||² in fp32. Under fp16 (GradScaler) ∇D is taken of a scaled D, as the PyTorch AMP recipe
+        for gradient penalties does, so small gradients do not flush to zero in the fp16 backward."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        if scaler is None or not scaler.is_enabled():
+            return r1_penalty(logits_real, x_t)
+        # d sum(scale * D) / dD = scale per sample: keep it well inside fp16 and never above the scaler's own scale,
+        # so an overflow (inf R1, inf gradients) makes the GradScaler lower both (one host sync per R1 iteration)
+        scale = min(scaler.get_scale(), 1024.0)
+        return r1_penalty(logits_real * scale, x_t) / scale**2
+
     def discriminator_step(self, x_0: Tensor) -> dict[str, Tensor]:
         t, x_t, x_tp1 = self.real_pair(x_0)
         apply_r1 = self.hparams.r1_gamma > 0 and self.iteration % self.hparams.lazy_reg == 0
         x_t.requires_grad_(apply_r1)
-        logits_real = self.discriminator(x_t, t, x_tp1)
-        loss = d_loss_real(logits_real)
-        logs = {"loss_d_real": loss.detach(), "d_real": logits_real.detach().mean()}
-        if apply_r1:
-            r1 = r1_penalty(logits_real, x_t)
-            loss = loss + self.hparams.r1_gamma / 2 * r1
-            logs["r1"] = r1.detach()
+        logits_real = self.discriminator(x_t, t, x_tp1).float()
+        with self.full_precision():
+            loss = d_loss_real(logits_real)
+            logs = {"loss_d_real": loss.detach(), "d_real": logits_real.detach().mean()}
+            if apply_r1:
+                r1 = self.r1(logits_real, x_t)
+                loss = loss + self.hparams.r1_gamma / 2 * r1
+                logs["r1"] = r1.detach()
         with torch.no_grad():  # D's update needs no gradient through G
             x_t_fake = self.denoise(self.generator, x_tp1, t)
-        logits_fake = self.discriminator(x_t_fake, t, x_tp1)
-        loss_fake = d_loss_fake(logits_fake)
+        logits_fake = self.discriminator(x_t_fake, t, x_tp1).float()
+        with self.full_precision():
+            loss_fake = d_loss_fake(logits_fake)
         loss = loss + loss_fake
         optimizer_d = self.optimizers()[0]
         optimizer_d.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        optimizer_d.step()
-        return logs | {"loss_d_fake": loss_fake.detach(), "d_fake": logits_fake.detach().mean(), "loss_d": loss.detach()}
+        logs |= {"loss_d_fake": loss_fake.detach(), "d_fake": logits_fake.detach().mean(), "loss_d": loss.detach()}
+        return self.update(optimizer_d, "d", self.discriminator, logs)
 
     def generator_step(self, x_0: Tensor) -> dict[str, Tensor]:
         t, _, x_tp1 = self.real_pair(x_0)  # fresh t, pair and z
         self.discriminator.requires_grad_(False)
-        loss = g_loss(self.discriminator(self.denoise(self.generator, x_tp1, t), t, x_tp1))
-        optimizer_g = self.optimizers()[1]
-        optimizer_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer_g.step()
-        self.discriminator.requires_grad_(True)
-        return {"loss_g": loss.detach()}
+        try:
+            logits = self.discriminator(self.denoise(self.generator, x_tp1, t), t, x_tp1).float()
+            with self.full_precision():
+                loss = g_loss(logits)
+            optimizer_g = self.optimizers()[1]
+            optimizer_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            return self.update(optimizer_g, "g", self.generator, {"loss_g": loss.detach()})
+        finally:
+            self.discriminator.requires_grad_(True)
+
+    # ---- one optimizer update: gradient averaging, divergence guard, gradient norm ----------------
+    def update(self, optimizer, name: str, network: nn.Module, logs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Average `network`'s gradients and the logged values over processes, then step `optimizer`
+        (on_before_optimizer_step drops the step when the loss or the gradient norm is non-finite).
+
+        logs["loss_" + name] is the loss of this update. Returns the averaged logs plus the gradient norm.
+        """
+        grads = []
+        for param_name, param in network.named_parameters():
+            if param.grad is None:
+                raise RuntimeError(f"{name.upper()} parameter {param_name!r} received no gradient: every parameter must be "
+                                   "used in every step, or the processes' gradient averaging would differ between ranks.")
+            grads.append(param.grad)
+        values = torch.stack([v.float() for v in logs.values()])
+        all_reduce_mean_([*grads, values])  # one collective per update; a no-op in one process
+        logs = dict(zip(logs, values.unbind()))
+        self._pending = PendingUpdate(name, network, logs[f"loss_{name}"])
+        optimizer.step()
+        pending, self._pending = self._pending, None
+        return logs | {f"grad_norm_{name}": pending.grad_norm}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Runs inside optimizer.step(), after 16-mixed gradients are unscaled: log the gradient norm and drop
+        the gradients of a non-finite update (Adam skips parameters without gradients: no step, no state change)."""
+        pending = self._pending
+        grads = [p.grad for p in pending.network.parameters() if p.grad is not None]
+        pending.grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros((), device=self.device)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        # under 16-mixed, overflowing gradients are the GradScaler's business (it skips the step and lowers its scale)
+        finite = torch.isfinite(pending.loss) & (torch.isfinite(pending.grad_norm) | (scaler is not None))
+        if bool(finite):  # one host sync per optimizer step, as GradScaler makes
+            self.consecutive_nonfinite[pending.name] = 0
+            return
+        optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_updates += 1
+        self.consecutive_nonfinite[pending.name] += 1
+        count, limit = self.consecutive_nonfinite[pending.name], self.hparams.max_consecutive_nonfinite
+        if self.trainer.is_global_zero:
+            log.warning(f"iteration {self.iteration}: non-finite {pending.name.upper()} update skipped "
+                        f"(loss {pending.loss.item():.4g}, gradient norm {pending.grad_norm.item():.4g}; {count} in a row)")
+        if count >= limit and self.divergence is None:
+            self.divergence = (f"training diverged: {count} consecutive non-finite {pending.name.upper()} updates at iteration "
+                               f"{self.iteration} (model.max_consecutive_nonfinite={limit}); the weights of the last finite update are "
+                               "kept. Lower the learning rates, raise model.r1_gamma, or resume from an earlier checkpoint.")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.divergence is not None:  # every process reaches the same verdict: the inputs were averaged
+            raise TrainingDiverged(self.divergence)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -118,14 +219,17 @@ class DDGAN(L.LightningModule):
         logs |= self.generator_step(x_0)
         self.update_ema()
         self.iteration += 1
+        # values are averaged over processes already (in update), so no sync_dist here
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
         self.log("train/iteration", float(self.iteration), batch_size=x_0.shape[0])
+        self.log("train/nonfinite_updates", float(self.nonfinite_updates), batch_size=x_0.shape[0])
 
     def on_train_epoch_end(self) -> None:
         for scheduler in self.lr_schedulers() or []:
             scheduler.step()
         optimizer_d, optimizer_g = self.optimizers()
-        self.log_dict({"train/lr_d": optimizer_d.param_groups[0]["lr"], "train/lr_g": optimizer_g.param_groups[0]["lr"]})
+        lrs = {"train/lr_d": optimizer_d.param_groups[0]["lr"], "train/lr_g": optimizer_g.param_groups[0]["lr"]}
+        self.log_dict(lrs, sync_dist=True)  # equal on every rank; sync_dist only states that (once per epoch)
 
     # ---- optimizers ----------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -146,13 +250,27 @@ class DDGAN(L.LightningModule):
         x_T = randn((num_samples, *self.sample_shape), torch.empty((), device=self.device), rng)
         return sample(generator, self.schedule, x_T, nz=self.hparams.nz, rng=rng, **kwargs)
 
-    # ---- checkpoint state beyond the state dict ------------------------------------------------
+    # ---- per-process randomness and checkpoint state beyond the state dict ----------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.trainer.world_size > 1:
+            seed_process(self.global_rank, iteration=0)  # t, noise and z differ between processes
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ddgan"] = {"iteration": self.iteration, "torch_rng_state": torch.get_rng_state()}
+        """Rank 0's RNG state is saved (collectives are avoided here: Lightning may save from a signal handler)."""
+        state = {"iteration": self.iteration, "nonfinite_updates": self.nonfinite_updates, "torch_rng_state": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
+        checkpoint["ddgan"] = state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Rank 0 continues its saved RNG stream exactly; other ranks reseed from (seed, rank, iteration)."""
         state = checkpoint.get("ddgan", {})
         self.iteration = state.get("iteration", 0)
+        self.nonfinite_updates = state.get("nonfinite_updates", 0)
         if "torch_rng_state" in state:
             torch.set_rng_state(state["torch_rng_state"])
+        if "cuda_rng_state" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            seed_process(self.global_rank, iteration=self.iteration)
 
