@@ -1,0 +1,1 @@
+"""Baselines that DDGAN is compared against."""
