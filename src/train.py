@@ -10,6 +10,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from src.ddgan.config import ConfigError, resolve_ckpt_path, validate_data_matches_model, validate_train_config
+from src.ddgan.data.errors import DataError
+from src.ddgan.metrics.inception import InceptionWeightsError
 from src.ddgan.module import TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except ConfigError as error:
+    except (ConfigError, DataError, InceptionWeightsError) as error:  # user-fixable: one line with the fix
         log.error(str(error))
         sys.exit(2)
     except TrainingDiverged as error:
