@@ -1,11 +1,11 @@
-# make train | test | test-slow | lint | bench — each creates .venv and installs on first use.
+# make train | test | test-slow | lint | bench | trilemma — each creates .venv and installs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install train test test-slow lint bench clean
+.PHONY: install train test test-slow lint bench trilemma clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,11 +27,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+## Ruff over src, tests and benchmarks
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
+## Benchmarks: writes benchmarks/results/*.json
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+## Trilemma report on 25-Gaussians: DDGAN T=1,2,4,8 vs a Gaussian denoiser (CPU, < 30 min); overrides via ARGS="..."
+trilemma: $(STAMP)
+	$(PY) -m src.trilemma $(ARGS)
 
 clean:
 	rm -rf $(VENV) logs outputs multirun .pytest_cache

@@ -120,7 +120,7 @@ def test_slurm_launcher_composes_and_dry_run_prints_the_sbatch_script(compose):
         (["trainer.precision=bf16-true"], "trainer.precision=bf16-true is not supported"),
         (["callbacks.model_checkpoint.every_n_iterations=-1"], "every_n_iterations=-1"),
         (["model.sample_shape=[3]"], r"model.sample_shape=\[3\] does not match the data: GaussianMixtureDataModule yields samples of shape \[2\]"),
-        (["+model.max_consecutive_nonfinite=0"], "model.max_consecutive_nonfinite=0"),
+        (["model.max_consecutive_nonfinite=0"], "model.max_consecutive_nonfinite=0"),
     ],
 )
 def test_scale_out_settings_are_checked_before_training(compose, tmp_path, overrides, message):
