@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from src.ddgan.config import ConfigError, resolve_ckpt_path, validate_data_matches_model, validate_train_config
+from src.ddgan.config import (ConfigError, check_data_available, resolve_ckpt_path, validate_data_matches_model,
+                              validate_train_config, validate_trainer)
 from src.ddgan.data.errors import DataError
 from src.ddgan.metrics.inception import InceptionWeightsError
 from src.ddgan.module import TrainingDiverged
@@ -28,12 +29,14 @@ def build_loggers(cfg: DictConfig) -> list:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from `cfg`, then fit (resuming from cfg.ckpt_path)."""
     validate_train_config(cfg)
+    datamodule = instantiate(cfg.data)
+    check_data_available(datamodule, cfg)  # missing data first: it is what a user fixes first
+    validate_data_matches_model(datamodule, cfg)
+    validate_trainer(cfg.trainer)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     if cfg.trainer.get("accelerator") == "cpu":
         torch.set_flush_denormal(True)  # denormals make CPU training up to 6x slower
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    validate_data_matches_model(datamodule, cfg)
     model = instantiate(cfg.model, _convert_="partial")
     model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
     trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)

@@ -119,7 +119,6 @@ def validate_train_config(cfg: DictConfig) -> None:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     validate_batch_for_discriminator(cfg)
-    validate_trainer(cfg.trainer)
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
     every = checkpoint.get("every_n_iterations", 0)
     if not isinstance(every, int) or every < 0:
@@ -133,6 +132,12 @@ def data_sample_shape(datamodule) -> list[int] | None:
     if getattr(datamodule, "image_size", None) is not None and getattr(datamodule, "num_channels", None) is not None:
         return [int(datamodule.num_channels), int(datamodule.image_size), int(datamodule.image_size)]
     return None
+
+
+def check_data_available(datamodule, cfg: DictConfig) -> None:
+    """Fail at once when the data is missing: with data.download=false, prepare_data() only checks (DataError)."""
+    if cfg.data.get("download") is False:
+        datamodule.prepare_data()
 
 
 def validate_data_matches_model(datamodule, cfg: DictConfig) -> None:
