@@ -52,7 +52,11 @@ class GaussianMixtureDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
             rank = self.trainer.global_rank if self.trainer is not None else 0
-            self.dataset = MixtureBatches(self.centers, self.std, self.scale, self.batch_size_per_device, self.iterations_per_epoch, self.seed + rank)
+            world_size = self.trainer.world_size if self.trainer is not None else 1
+            # Under DDP the distributed sampler hands each rank 1/world_size of the indices; items ignore their index
+            # (each rank draws its own stream), so this keeps an epoch at iterations_per_epoch iterations on every rank.
+            num_batches = self.iterations_per_epoch * world_size
+            self.dataset = MixtureBatches(self.centers, self.std, self.scale, self.batch_size_per_device, num_batches, self.seed + rank)
         if self._restored_rng_state is not None:
             self.dataset.rng.set_state(self._restored_rng_state)
             self._restored_rng_state = None
