@@ -1,4 +1,5 @@
 """The DDGAN LightningModule: one iteration = a discriminator step (with lazy R1), then a generator step."""
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class DDGAN(L.LightningModule):
     step stay in fp32. Under DDP (src.ddgan.distributed.GANDDPStrategy) the module is not wrapped: `update`
     averages gradients and logged values over processes before each optimizer step. A non-finite loss or
     gradient skips that optimizer step (gradients dropped); `max_consecutive_nonfinite` in a row stop training.
+
+    `compile` wraps the forward of G, D and the EMA G with torch.compile in place (state-dict names stay plain);
+    R1 iterations run D's real forward eagerly, as torch.compile cannot double-backward. `channels_last` puts the
+    image networks and their inputs in channels_last memory format.
     """
 
     def __init__(
@@ -70,6 +75,9 @@ class DDGAN(L.LightningModule):
         lazy_reg: int = 15,  # R1 every lazy_reg iterations
         ema_decay: float = 0.9999,  # EMA of G's weights
         max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
+        compile: bool = False,  # torch.compile the forward of G, D and the EMA G
+        compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
+        channels_last: bool = False,  # image networks and inputs in channels_last memory format
     ):
         super().__init__()
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
@@ -79,6 +87,11 @@ class DDGAN(L.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
+        for network in (self.generator, self.discriminator, self.generator_ema):
+            if channels_last:
+                network.to(memory_format=torch.channels_last)  # only 4-D (conv) weights change
+            if compile:
+                network.compile(mode=compile_mode)  # in place: no `_orig_mod.` in state-dict names
         self.schedule = schedule
         self.sample_shape = tuple(sample_shape)
         self.iteration = 0
@@ -92,6 +105,10 @@ class DDGAN(L.LightningModule):
         self.generator_ema.eval()  # the EMA copy only ever samples
         return self
 
+    def memory_format(self, x: Tensor) -> Tensor:
+        """Image batches (N, C, H, W) in the networks' memory format."""
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last and x.ndim == 4 else x
+
     # ---- one training iteration ----------------------------------------------------------------
     def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
         """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), fresh z (posterior in fp32)."""
@@ -101,7 +118,7 @@ class DDGAN(L.LightningModule):
     def real_pair(self, x_0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """t ~ U{0..T-1} and a real pair (x_t, x_{t+1}) from data x_0."""
         t = sample_timesteps(x_0.shape[0], self.schedule.num_timesteps, x_0.device)
-        return (t, *self.schedule.q_sample_pair(x_0, t))
+        return (t, *self.schedule.q_sample_pair(self.memory_format(x_0), t))
 
     def full_precision(self):
         """A context that turns autocast off: losses and R1 are computed in fp32 under mixed precision."""
@@ -122,7 +139,9 @@ class DDGAN(L.LightningModule):
         t, x_t, x_tp1 = self.real_pair(x_0)
         apply_r1 = self.hparams.r1_gamma > 0 and self.iteration % self.hparams.lazy_reg == 0
         x_t.requires_grad_(apply_r1)
-        logits_real = self.discriminator(x_t, t, x_tp1).float()
+        # R1 differentiates twice through D, which compiled graphs cannot: this forward runs eagerly then
+        with torch.compiler.set_stance("force_eager") if apply_r1 and self.hparams.compile else contextlib.nullcontext():
+            logits_real = self.discriminator(x_t, t, x_tp1).float()
         with self.full_precision():
             loss = d_loss_real(logits_real)
             logs = {"loss_d_real": loss.detach(), "d_real": logits_real.detach().mean()}
@@ -248,7 +267,7 @@ class DDGAN(L.LightningModule):
         """num_samples samples x_0 (in the networks' data units) from noise, by the EMA generator by default."""
         generator = self.generator_ema if use_ema else self.generator
         x_T = randn((num_samples, *self.sample_shape), torch.empty((), device=self.device), rng)
-        return sample(generator, self.schedule, x_T, nz=self.hparams.nz, rng=rng, **kwargs)
+        return sample(generator, self.schedule, self.memory_format(x_T), nz=self.hparams.nz, rng=rng, **kwargs)
 
     # ---- per-process randomness and checkpoint state beyond the state dict ----------------------
     def setup(self, stage: str) -> None:

@@ -61,3 +61,27 @@ def sample(
         levels.append(x)
         predictions.append(x0_pred)
     return (x, levels, predictions) if return_chain else x
+
+
+def cuda_graphed(fn: Callable[[], Tensor], warmup: int = 3) -> Callable[[], Tensor]:
+    """fn() captured once in a CUDA graph: each call replays it and returns its output tensor, overwritten in place.
+
+    For fixed-shape GPU work whose randomness comes from the default CUDA generator, e.g. the T-step sampler
+    `lambda: model.sample(n)` (per-sample generators cannot be captured). The warm-up calls run on a side stream,
+    as capture requires, and also let torch.compile build its kernels before capture.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = fn()
+
+    def replay() -> Tensor:
+        graph.replay()
+        return output
+
+    return replay
