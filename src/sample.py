@@ -76,6 +76,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must both be >= 1.")
     try:
         model = load_ddgan(cfg.ckpt_path).to(pick_device(cfg.device))
+        if cfg.channels_last:
+            model.to_channels_last()
     except (FileNotFoundError, ValueError) as error:
         sys.exit(str(error))
     if len(model.sample_shape) != 3:

@@ -87,9 +87,9 @@ class DDGAN(L.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
+        if channels_last:
+            self.to_channels_last()
         for network in (self.generator, self.discriminator, self.generator_ema):
-            if channels_last:
-                network.to(memory_format=torch.channels_last)  # only 4-D (conv) weights change
             if compile:
                 network.compile(mode=compile_mode)  # in place: no `_orig_mod.` in state-dict names
         self.schedule = schedule
@@ -103,6 +103,13 @@ class DDGAN(L.LightningModule):
     def train(self, mode: bool = True) -> "DDGAN":
         super().train(mode)
         self.generator_ema.eval()  # the EMA copy only ever samples
+        return self
+
+    def to_channels_last(self) -> "DDGAN":
+        """Image networks (only their 4-D conv weights change) and, from now on, their inputs in channels_last."""
+        for network in (self.generator, self.discriminator, self.generator_ema):
+            network.to(memory_format=torch.channels_last)
+        self.hparams.channels_last = True
         return self
 
     def memory_format(self, x: Tensor) -> Tensor:
