@@ -9,8 +9,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from src.ddgan.config import (ConfigError, check_data_available, resolve_ckpt_path, validate_data_matches_model,
-                              validate_train_config, validate_trainer)
+from src.ddgan.config import (
+    ConfigError,
+    check_data_available,
+    resolve_ckpt_path,
+    validate_data_matches_model,
+    validate_train_config,
+    validate_trainer,
+)
 from src.ddgan.data.errors import DataError
 from src.ddgan.metrics.inception import InceptionWeightsError
 from src.ddgan.module import TrainingDiverged

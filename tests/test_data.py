@@ -35,7 +35,7 @@ from src.ddgan.data.stacked import StackedDigitsDataModule, StackedDigitsDataset
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16  # training resolution in these tests
 NUM_GOOD = 5  # good images in a test folder
-LOADER_KWARGS = dict(batch_size_per_device=2, num_workers=0, pin_memory=False, persistent_workers=False)
+LOADER_KWARGS = {"batch_size_per_device": 2, "num_workers": 0, "pin_memory": False, "persistent_workers": False}
 
 
 # ---------------------------------------------------------------- helpers
@@ -204,7 +204,7 @@ def test_prepare_lmdb_command_line(tmp_path, monkeypatch, capsys):
     output = tmp_path / "church.lmdb"
     command = [sys.executable, "-m", "src.data.prepare_lmdb", f"input={folder}", f"output={output}",
                f"resolution={SIZE}", "num_workers=2"]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert f"wrote {NUM_GOOD} images" in result.stdout
     assert len(LMDBImageDataset(output, image_size=SIZE)) == NUM_GOOD
@@ -295,7 +295,7 @@ def test_stacking_fake_mnist_labels_and_determinism():
         image, label = dataset[index]
         assert image.shape == (3, 32, 32) and image.min() >= -1 and image.max() <= 1
         assert image[:, :2].eq(-1).all() and image[:, :, -2:].eq(-1).all()  # 2 px black padding
-        source = [int(round((float(image[c, 16, 16]) + 1) * 127.5 - 20)) // 20 for c in range(3)]  # digit per channel
+        source = [round((float(image[c, 16, 16]) + 1) * 127.5 - 20) // 20 for c in range(3)]  # digit per channel
         assert label == 100 * labels[source[0]] + 10 * labels[source[1]] + labels[source[2]]
     again = StackedDigitsDataset(F.pad(digits, (2, 2, 2, 2)), labels, num_images=64, seed=3)
     other = StackedDigitsDataset(F.pad(digits, (2, 2, 2, 2)), labels, num_images=64, seed=4)

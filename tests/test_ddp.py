@@ -51,7 +51,7 @@ def test_two_cpu_processes_keep_identical_networks_and_log_process_averages(tmp_
         f"+callbacks.record.path={tmp_path}",
     ]
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "src.train", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "src.train", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
 
@@ -93,7 +93,8 @@ def test_ddp_trainer_config_builds_the_gan_strategy_with_atomic_checkpoints(comp
 
 def test_slurm_launcher_composes_and_dry_run_prints_the_sbatch_script(compose):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
     from src.ddgan.slurm import CONFIG_DIR, sbatch_script

@@ -88,7 +88,7 @@ def test_callback_writes_every_metric_with_a_classifier_trained_for_the_run(tiny
     assert not (data_dir / "classifiers").exists()
     (cache,) = cache_files(data_dir)
     assert cache.name.startswith("StackedDigitsDataModule-") and "first100__digits-r32-c3-" in cache.name
-    logged = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    logged = list(csv.DictReader((run_dir / "csv" / "metrics.csv").read_text().splitlines()))
     assert {f"eval/{k}" for k in METRIC_KEYS} <= set(logged[0])
 
 

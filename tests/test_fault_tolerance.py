@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import src.ddgan.fault_tolerance as fault_tolerance
 import src.train as train_module
+from src.ddgan import fault_tolerance
 from src.ddgan.fault_tolerance import AtomicCheckpointIO, FaultTolerantCheckpoint
 from src.ddgan.module import TrainingDiverged
 from tests.conftest import TINY_TOY

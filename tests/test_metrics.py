@@ -1,6 +1,5 @@
 """Metrics: FID, IS, improved precision/recall, mode coverage, feature extractors, digit classifier, reference cache."""
 import math
-import time
 import urllib.error
 
 import numpy as np
@@ -11,7 +10,6 @@ from torchmetrics.utilities import dim_zero_cat
 
 from src.ddgan.data.digits import load_digit_images
 from src.ddgan.metrics.digit_classifier import (
-    DigitClassifier,
     load_digit_classifier,
     load_digit_splits,
     save_digit_classifier,

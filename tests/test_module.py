@@ -3,14 +3,14 @@ import pytest
 import torch
 
 import src.ddgan.module as module_lib
+from src.ddgan.data.gaussians import GaussianMixtureDataModule
 from src.ddgan.diffusion import VPSchedule
 from src.ddgan.module import DDGAN
 from src.ddgan.nets.toy import ToyDiscriminator, ToyGenerator
-from src.ddgan.data.gaussians import GaussianMixtureDataModule
 
 
 def tiny_ddgan(**kwargs) -> DDGAN:
-    defaults = dict(nz=2, lr_g=1e-3, lr_d=1e-3, r1_gamma=0.1, lazy_reg=2, ema_decay=0.9, cosine_lr_decay=False)
+    defaults = {"nz": 2, "lr_g": 1e-3, "lr_d": 1e-3, "r1_gamma": 0.1, "lazy_reg": 2, "ema_decay": 0.9, "cosine_lr_decay": False}
     return DDGAN(
         generator=ToyGenerator(nz=2, num_timesteps=2, hidden_dim=16),
         discriminator=ToyDiscriminator(num_timesteps=2, hidden_dim=16),
@@ -147,7 +147,12 @@ def test_bf16_mixed_runs_the_networks_in_bf16_and_keeps_losses_r1_and_weights_in
     seen = {"d_out": set(), "loss_in": set(), "r1": set()}
     original_loss, original_r1 = module_lib.d_loss_real, module_lib.r1_penalty
     monkeypatch.setattr(module_lib, "d_loss_real", lambda logits: seen["loss_in"].add(logits.dtype) or original_loss(logits))
-    monkeypatch.setattr(module_lib, "r1_penalty", lambda *a: (lambda r1: seen["r1"].add(r1.dtype) or r1)(original_r1(*a)))
+    def recording_r1(*args):
+        r1 = original_r1(*args)
+        seen["r1"].add(r1.dtype)
+        return r1
+
+    monkeypatch.setattr(module_lib, "r1_penalty", recording_r1)
     model = tiny_ddgan(lazy_reg=1)
     model.discriminator.register_forward_hook(lambda m, i, out: seen["d_out"].add(out.dtype))
     d0 = flat(model.discriminator)

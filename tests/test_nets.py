@@ -8,20 +8,19 @@ import torch.nn.functional as F
 from src.ddgan.nets.discriminator import LargeDiscriminator, SmallDiscriminator, minibatch_stddev
 from src.ddgan.nets.layers import FourierEmbedding, PositionalEmbedding
 from src.ddgan.nets.ncsnpp import NCSNpp
-from src.ddgan.nets.resample import (FIRDownsampleConv2d, FIRUpsampleConv2d, downsample_2d, fir_kernel,
-                                     upsample_2d)
+from src.ddgan.nets.resample import FIRDownsampleConv2d, FIRUpsampleConv2d, downsample_2d, fir_kernel, upsample_2d
 
 # Paper configurations as YAML-ready kwargs (defaults of NCSNpp / SmallDiscriminator are CIFAR-10).
-CIFAR10_G = dict(image_size=32, image_channels=3, base_channels=128, channel_mult=[1, 2, 2, 2], num_res_blocks=2,
-                 attn_resolutions=[16], nz=100, z_emb_dim=256, n_mlp=4, time_embedding="positional")
-CIFAR10_D = dict(image_size=32, image_channels=3, base_channels=64, t_emb_dim=256)
-CELEBA256_G = dict(image_size=256, image_channels=3, base_channels=64, channel_mult=[1, 1, 2, 2, 4, 4],
-                   num_res_blocks=2, attn_resolutions=[16], nz=100, z_emb_dim=256, n_mlp=3,
-                   time_embedding="positional")
-CELEBA256_D = dict(image_size=256, image_channels=3, base_channels=64, t_emb_dim=256)
+CIFAR10_G = {"image_size": 32, "image_channels": 3, "base_channels": 128, "channel_mult": [1, 2, 2, 2], "num_res_blocks": 2,
+                 "attn_resolutions": [16], "nz": 100, "z_emb_dim": 256, "n_mlp": 4, "time_embedding": "positional"}
+CIFAR10_D = {"image_size": 32, "image_channels": 3, "base_channels": 64, "t_emb_dim": 256}
+CELEBA256_G = {"image_size": 256, "image_channels": 3, "base_channels": 64, "channel_mult": [1, 1, 2, 2, 4, 4],
+                   "num_res_blocks": 2, "attn_resolutions": [16], "nz": 100, "z_emb_dim": 256, "n_mlp": 3,
+                   "time_embedding": "positional"}
+CELEBA256_D = {"image_size": 256, "image_channels": 3, "base_channels": 64, "t_emb_dim": 256}
 
-TINY_G = dict(image_size=16, image_channels=3, base_channels=16, channel_mult=[1, 2], num_res_blocks=1,
-              attn_resolutions=[8], nz=4, z_emb_dim=16, n_mlp=2)
+TINY_G = {"image_size": 16, "image_channels": 3, "base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+              "attn_resolutions": [8], "nz": 4, "z_emb_dim": 16, "n_mlp": 2}
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -6,9 +6,15 @@ import torch
 
 from src.ddgan.nets.discriminator import LargeDiscriminator, SmallDiscriminator
 from src.ddgan.nets.ncsnpp import NCSNpp
-from src.ddgan.nets.official import (discriminator_kwargs_from_official, from_official_state_dict,
-                                     generator_kwargs_from_official, load_official_discriminator,
-                                     load_official_generator, parse_official_args, to_official_state_dict)
+from src.ddgan.nets.official import (
+    discriminator_kwargs_from_official,
+    from_official_state_dict,
+    generator_kwargs_from_official,
+    load_official_discriminator,
+    load_official_generator,
+    parse_official_args,
+    to_official_state_dict,
+)
 
 CASES = ["generator_tiny_positional", "generator_tiny_fourier", "discriminator_small_tiny", "discriminator_large_tiny"]
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
 
 def plot_mixture_samples(samples: torch.Tensor, centers: torch.Tensor, std: float, path: Path, title: str = "", ax=None) -> None:

@@ -6,8 +6,8 @@ Takes the same overrides as `python -m src.train -m hydra/launcher=slurm ...` (w
 launcher choice) and submits nothing.
 """
 import sys
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 from hydra import compose, initialize_config_dir
 from hydra.core.utils import setup_globals

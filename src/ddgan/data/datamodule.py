@@ -1,9 +1,10 @@
 """Shared loader plumbing for every datamodule: a train set of (image in [-1, 1], label) built in setup()."""
-import torch
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import DataError
+
 
 class RandomHorizontalFlip(Dataset):
     """Wraps an (image, label) dataset; flips each (C, H, W) image left-right with probability 1/2."""

@@ -10,6 +10,7 @@ Blocks are named by the resolution they output: `blocks["32x32"]`, `blocks["16x1
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -78,7 +79,7 @@ class Discriminator(nn.Module):
         self.stem = conv2d(2 * image_channels, channels[0], 1, fan="fan_out")
         self.blocks = nn.ModuleDict()
         res = image_size
-        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+        for i, (c_in, c_out) in enumerate(itertools.pairwise(channels)):
             downsample = i > 0 or first_block_downsamples
             res = res // 2 if downsample else res
             name = f"{res}x{res}_down" if downsample else f"{res}x{res}"

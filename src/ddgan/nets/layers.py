@@ -7,6 +7,7 @@ fan = (fan_in + fan_out) / 2 ("fan_avg", generator convolutions and time MLP) or
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -15,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.ddgan.nets.resample import FIR_TAPS, FIRDownsample, FIRUpsample
-
 
 # ----------------------------------------------------------------------------- initialisation
 
@@ -135,7 +135,7 @@ class MappingNetwork(nn.Module):
         super().__init__()
         self.norm = PixelNorm()
         dims = [nz] + [z_emb_dim] * (n_mlp + 1)
-        self.layers = nn.ModuleList(linear(i, o, fan="fan_out") for i, o in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(linear(i, o, fan="fan_out") for i, o in itertools.pairwise(dims))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (N, nz) -> (N, z_emb_dim)."""

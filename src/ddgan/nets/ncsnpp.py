@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.ddgan.nets.layers import (AttentionBlock, MappingNetwork, ResBlock, TimeEmbedding, conv2d, num_groups,
-                                   skip_sum)
+from src.ddgan.nets.layers import AttentionBlock, MappingNetwork, ResBlock, TimeEmbedding, conv2d, num_groups, skip_sum
 from src.ddgan.nets.resample import FIR_TAPS, FIRDownsampleConv2d
 
 
