@@ -196,7 +196,7 @@ def plot_panels(results: list[tuple[dict, torch.Tensor]], centers: torch.Tensor,
     bottom = [r for r in results if r[0]["family"] != "ddgan"]
     rows = [row for row in (top, bottom) if row]
     num_cols = max(len(row) for row in rows)
-    fig, axes = plt.subplots(len(rows), num_cols, figsize=(2.6 * num_cols, 2.8 * len(rows)), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(len(rows), num_cols, figsize=(2.6 * num_cols, 3.2 * len(rows)), dpi=120, squeeze=False)
     for ax_row, row in zip(axes, rows):
         for ax, (metrics, samples) in zip(ax_row, row):
             title = f"{metrics['model']}\n{metrics['modes_covered']}/{metrics['num_modes']} modes, {metrics['high_quality_fraction']:.0%} HQ, KL {metrics['mode_kl']:.2f}"
