@@ -34,19 +34,30 @@ TINY_TOY = [
 ]
 
 
-@pytest.fixture
-def compose():
-    """compose(overrides, output_dir) -> the resolved training config, as `python -m src.train` would build it."""
+def compose_config(overrides: list[str], output_dir: Path | None = None, config_name: str = "train"):
+    """The resolved config of `config_name` with `overrides`, as the command would build it (optionally its output_dir)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    def _compose(overrides: list[str], output_dir: Path | None = None, config_name: str = "train"):
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
-        if output_dir is not None:
-            with open_dict(cfg):
-                cfg.paths.output_dir = str(output_dir)
-        return cfg
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
 
-    return _compose
+
+@pytest.fixture
+def compose():
+    """compose(overrides, output_dir) -> the resolved training config, as `python -m src.train` would build it."""
+    return compose_config
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: several times faster than two when the 2 CPU cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

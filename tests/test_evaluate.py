@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
 
 import src.ddgan.evaluation as evaluation_lib
 import src.ddgan.metrics.reference as reference_lib
@@ -19,7 +17,7 @@ from src.ddgan.evaluation import rank_indices
 from src.evaluate import evaluate, format_table
 from src.sample import generate, write_samples
 from src.train import train
-from tests.conftest import CONFIG_DIR
+from tests.conftest import compose_config
 
 METRIC_KEYS = {"fid", "is", "is_std", "precision", "recall", "modes_covered", "mode_kl"}
 TINY_DIGITS = [
@@ -42,21 +40,7 @@ TINY_DIGITS = [
 ]
 
 
-def load_config(overrides: list[str], config_name: str = "train", output_dir: Path | None = None):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-    return cfg
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(load_config(TINY_DIGITS + [f"paths.data_dir={root / 'data'}"], output_dir=root / "run"))
+        train(compose_config(TINY_DIGITS + [f"paths.data_dir={root / 'data'}"], output_dir=root / "run"))
     finally:
         torch.set_num_threads(previous)
     return root / "run", root / "data"
@@ -104,7 +88,7 @@ def test_resumed_run_reuses_the_classifier_and_the_cached_reference(tiny_run, tm
     monkeypatch.setattr(reference_lib, "extract_features", fail)  # real features: only on a cache miss
     monkeypatch.setattr(evaluation_lib, "train_digit_classifier", fail)
     only_at_the_end = "callbacks.generative_metrics.every_n_epochs=0"  # the on_train_end evaluation writes it
-    train(load_config(TINY_DIGITS + [f"paths.data_dir={data_dir}", "trainer.max_epochs=2", "ckpt_path=last",
+    train(compose_config(TINY_DIGITS + [f"paths.data_dir={data_dir}", "trainer.max_epochs=2", "ckpt_path=last",
                                      only_at_the_end], output_dir=resumed))
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert (metrics["epoch"], metrics["iteration"]) == (2, 4)
@@ -117,8 +101,8 @@ def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_pa
     from_callback = json.loads((run_dir / "metrics.json").read_text())
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     # the checkpoint: data, extractor, classifier, metrics and num_real come from the run's stored config
-    record = evaluate(load_config([f"ckpt_path={ckpt}", "num_samples=60", "seed=1234", "batch_size=25",
-                                   f"paths.data_dir={data_dir}"], "evaluate"))
+    record = evaluate(compose_config([f"ckpt_path={ckpt}", "num_samples=60", "seed=1234", "batch_size=25",
+                                   f"paths.data_dir={data_dir}"], config_name="evaluate"))
     assert record["metrics_file"] == str(run_dir / "checkpoints" / "last_eval" / "metrics.json")
     for key in METRIC_KEYS:
         assert record[key] == pytest.approx(from_callback[key], abs=1e-6), key
@@ -127,18 +111,18 @@ def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_pa
     # the npz that src.sample writes, scored against data=stacked_digits with an explicit classifier
     samples, _ = generate(load_ddgan(ckpt), 60, 30, seed=1234, warmup_batches=0)
     write_samples(samples, tmp_path)
-    npz_record = evaluate(load_config([f"samples={tmp_path / 'samples.npz'}", "data=stacked_digits",
+    npz_record = evaluate(compose_config([f"samples={tmp_path / 'samples.npz'}", "data=stacked_digits",
                                        "data.num_images=200", "feature_extractor=digits",
                                        f"classifier_path={run_dir / 'digit_classifier.pt'}", "num_real=100",
-                                       f"paths.data_dir={data_dir}"], "evaluate"))
+                                       f"paths.data_dir={data_dir}"], config_name="evaluate"))
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert METRIC_KEYS <= set(written) and written["num_samples"] == 60
     for key in METRIC_KEYS:
         assert npz_record[key] == pytest.approx(from_callback[key], abs=1e-6), key
     assert len(cache_files(data_dir)) == 1  # same data, same extractor: the training run's cache
     # the npz with the run's checkpoint for the data and the metric settings
-    both = evaluate(load_config([f"samples={tmp_path / 'samples.npz'}", f"ckpt_path={ckpt}", f"output_dir={tmp_path}",
-                                 f"paths.data_dir={data_dir}"], "evaluate"))
+    both = evaluate(compose_config([f"samples={tmp_path / 'samples.npz'}", f"ckpt_path={ckpt}", f"output_dir={tmp_path}",
+                                 f"paths.data_dir={data_dir}"], config_name="evaluate"))
     assert {key: both[key] for key in METRIC_KEYS} == {key: npz_record[key] for key in METRIC_KEYS}
     table = format_table(npz_record)
     assert "FID" in table and "modes covered" in table and "samples.npz" in table
@@ -180,7 +164,7 @@ def test_missing_inception_weights_stop_the_run_before_training(tmp_path, monkey
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     inception_fid = ["callbacks.generative_metrics.metrics=[fid]",
                      "callbacks.generative_metrics.feature_extractor=inception"]
-    cfg = load_config(TINY_DIGITS + inception_fid + [f"paths.data_dir={tmp_path / 'data'}"], output_dir=tmp_path)
+    cfg = compose_config(TINY_DIGITS + inception_fid + [f"paths.data_dir={tmp_path / 'data'}"], output_dir=tmp_path)
     with pytest.raises(InceptionWeightsError, match="hub/checkpoints"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()

@@ -29,14 +29,7 @@ from src.ddgan.metrics.mode_coverage import ModeCoverage, mode_coverage, mode_hi
 from src.ddgan.metrics.precision_recall import PrecisionRecall, knn_radii, precision_recall
 from src.ddgan.metrics.reference import load_or_compute_reference, reference_path
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: several times faster than two when the 2 CPU cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def correlated_features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
