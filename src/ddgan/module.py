@@ -248,10 +248,9 @@ class DDGAN(L.LightningModule):
         logs |= self.generator_step(x_0)
         self.update_ema()
         self.iteration += 1
+        logs |= {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
         # values are averaged over processes already (in update), so no sync_dist here
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
-        self.log("train/iteration", float(self.iteration), batch_size=x_0.shape[0])
-        self.log("train/nonfinite_updates", float(self.nonfinite_updates), batch_size=x_0.shape[0])
 
     def on_train_epoch_end(self) -> None:
         for scheduler in self.lr_schedulers() or []:
