@@ -204,3 +204,28 @@ def test_defaults_are_cifar10_and_hydra_instantiates():
         assert n_params(NCSNpp()) == 48_432_515 and n_params(SmallDiscriminator()) == 12_741_633
         cfg = OmegaConf.create({"_target_": "src.ddgan.nets.ncsnpp.NCSNpp", **TINY_G})
         assert n_params(hydra_utils.instantiate(cfg)) == n_params(NCSNpp(**TINY_G))
+
+
+def _plain_downsample(x, k):
+    return F.conv2d(x, k.expand(x.shape[1], 1, 4, 4), stride=2, padding=1, groups=x.shape[1])
+
+
+def _plain_upsample(x, k):
+    return F.conv_transpose2d(x, 4 * k.expand(x.shape[1], 1, 4, 4), stride=2, padding=1, groups=x.shape[1])
+
+
+@pytest.mark.parametrize("ours, plain, size", [(downsample_2d, _plain_downsample, 8), (downsample_2d, _plain_downsample, 7),
+                                               (upsample_2d, _plain_upsample, 4)])
+def test_resampling_gradients_of_every_order_match_plain_convolutions(ours, plain, size):
+    """downsample/upsample differentiate as their adjoints; first and second derivatives equal autograd's through
+    the grouped convolutions they replace (R1 differentiates D twice), odd sizes included."""
+    k = fir_kernel().double()[None, None]
+    x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ours, (x, k))
+    assert torch.autograd.gradgradcheck(ours, (x, k))
+    weights = torch.randn_like(plain(x, k))
+    grads = []
+    for op in (ours, plain):
+        (g,) = torch.autograd.grad(op(x, k).sin().mul(weights).sum(), x, create_graph=True)
+        grads.append((g, *torch.autograd.grad(g.square().sum(), x)))
+    torch.testing.assert_close(grads[0], grads[1])

@@ -3,7 +3,8 @@
 The filter is the separable, normalised outer product of `taps` (default [1, 3, 3, 1] / 8 per axis).
 Pixels outside the image are zeros. Every op below is one grouped (depthwise) convolution, or one
 transposed one for up-sampling, so it runs on any device, supports channels_last, double backward
-(R1 penalty) and torch.compile. For a 4-tap filter, with an N x N image:
+(R1 penalty) and torch.compile; plain down/up-sampling are a linear operator A and 4 Aᵀ whose gradients are
+each other (no filter gradient is ever computed). For a 4-tap filter, with an N x N image:
 
     downsample:       conv2d(x, f, stride 2, pad 1)                       N -> N/2
     upsample:         conv_transpose2d(x, 4 f, stride 2, pad 1)           N -> 2N
@@ -37,17 +38,63 @@ def _depthwise(kernel: torch.Tensor, channels: int) -> torch.Tensor:
     return kernel.expand(channels, 1, -1, -1)
 
 
+def _decimate(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """A x: FIR filter then keep every second pixel (one grouped convolution, stride 2)."""
+    k = kernel.shape[-1]
+    return F.conv2d(x, _depthwise(kernel.to(x.dtype), x.shape[1]), stride=2, padding=(k - 2) // 2, groups=x.shape[1])
+
+
+def _decimate_adjoint(y: torch.Tensor, kernel: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Aᵀ y: zero insertion then FIR filter, back to spatial `size` (the matching transposed convolution)."""
+    k, pad = kernel.shape[-1], (kernel.shape[-1] - 2) // 2
+    output_padding = [s - ((n - 1) * 2 - 2 * pad + k) for s, n in zip(size, y.shape[-2:])]
+    return F.conv_transpose2d(y, _depthwise(kernel.to(y.dtype), y.shape[1]), stride=2, padding=pad,
+                              output_padding=output_padding, groups=y.shape[1])
+
+
+class _Decimate(torch.autograd.Function):
+    """x -> A x with the backward Aᵀ, itself differentiable (and so on, to any order).
+
+    PyTorch's own double backward of a grouped convolution computes the (unneeded) gradient of the fixed filter
+    with one convolution per channel: thousands of tiny calls per R1 step through D. A linear operator
+    needs none of that: the gradient of A is Aᵀ and the gradient of Aᵀ is A.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(kernel)
+        ctx.size = tuple(x.shape[-2:])
+        return _decimate(x, kernel)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (kernel,) = ctx.saved_tensors
+        return _DecimateAdjoint.apply(grad, kernel, ctx.size), None
+
+
+class _DecimateAdjoint(torch.autograd.Function):
+    """y -> Aᵀ y with the backward A."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(kernel)
+        return _decimate_adjoint(y, kernel, size)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (kernel,) = ctx.saved_tensors
+        return _Decimate.apply(grad, kernel), None, None
+
+
 def downsample_2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """FIR filter then keep every second pixel: (N, C, H, W) -> (N, C, H/2, W/2). kernel: (1, 1, k, k)."""
-    k = kernel.shape[-1]
-    return F.conv2d(x, _depthwise(kernel, x.shape[1]), stride=2, padding=(k - 2) // 2, groups=x.shape[1])
+    return _Decimate.apply(x, kernel)
 
 
 def upsample_2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Zero-insert then FIR filter with gain 4: (N, C, H, W) -> (N, C, 2H, 2W). kernel: (1, 1, k, k)."""
-    k = kernel.shape[-1]
-    return F.conv_transpose2d(x, _depthwise(kernel * 4, x.shape[1]), stride=2, padding=(k - 2) // 2,
-                              groups=x.shape[1])
+    """Zero-insert then FIR filter with gain 4: (N, C, H, W) -> (N, C, 2H, 2W). kernel: (1, 1, k, k).
+    This is 4 Aᵀ, A the downsampling operator."""
+    return _DecimateAdjoint.apply(x, kernel * 4, (2 * x.shape[-2], 2 * x.shape[-1]))
 
 
 def blur_2d(x: torch.Tensor, kernel: torch.Tensor, padding: int) -> torch.Tensor:
