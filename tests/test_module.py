@@ -74,9 +74,11 @@ def test_only_the_discriminator_moves_in_the_d_step_and_only_the_generator_in_th
     g0, d0 = flat(model.generator), flat(model.discriminator)
     model.discriminator_step(x_0)
     assert torch.equal(flat(model.generator), g0) and not torch.equal(flat(model.discriminator), d0)
+    assert all(p.grad is None for p in model.discriminator.parameters())  # freed before the G step's memory peak
     d1 = flat(model.discriminator)
     model.generator_step(x_0)
     assert torch.equal(flat(model.discriminator), d1) and not torch.equal(flat(model.generator), g0)
+    assert all(p.grad is None for p in model.generator.parameters())
 
 
 class CaptureAtStart(L.Callback):

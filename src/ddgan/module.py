@@ -203,6 +203,7 @@ class DDGAN(L.LightningModule):
         logs = dict(zip(logs, values.unbind()))
         self._pending = PendingUpdate(name, network, logs[f"loss_{name}"])
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # free them now: D's would otherwise sit through the G step's memory peak
         pending, self._pending = self._pending, None
         return logs | {f"grad_norm_{name}": pending.grad_norm}
 
