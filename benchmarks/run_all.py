@@ -1,7 +1,7 @@
 """make bench: every CPU benchmark in turn; each writes benchmarks/results/<name>.json.
 
 Sized for ~10 minutes on 2 cores (GPU figures: benchmarks/gpu.sh)."""
-from benchmarks import data_loading, evaluation, sampling, toy, train_step
+from benchmarks import data_loading, evaluation, roofline, sampling, toy, train_step
 
 
 def main() -> None:
@@ -11,6 +11,7 @@ def main() -> None:
     train_step.main(["experiment=celebahq256", "batch_size=2", "repeats=3"])
     evaluation.main(["experiment=stacked_digits", "num_samples=200", "batch_size=50", "repeats=3"])
     data_loading.main(["experiment=stacked_digits", "iterations=20"])
+    roofline.main(["repeats=5"])  # last: it reads the figures above
 
 
 if __name__ == "__main__":
