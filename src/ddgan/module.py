@@ -240,8 +240,8 @@ class DDGAN(L.LightningModule):
         """θ_ema ← decay·θ_ema + (1 - decay)·θ for G's parameters; buffers are copied."""
         ema_params, params = list(self.generator_ema.parameters()), list(self.generator.parameters())
         torch._foreach_lerp_(ema_params, params, 1 - self.hparams.ema_decay)
-        for ema_buffer, buffer in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            ema_buffer.copy_(buffer)
+        if ema_buffers := list(self.generator_ema.buffers()):
+            torch._foreach_copy_(ema_buffers, list(self.generator.buffers()))
 
     def training_step(self, batch, batch_idx: int) -> None:
         x_0 = batch[0] if isinstance(batch, (list, tuple)) else batch
