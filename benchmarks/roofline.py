@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from benchmarks.common import measure, write_result
+from benchmarks.common import measure, parse_args, write_result
 from benchmarks.train_step import build_model, without_trainer
+from src.ddgan.diffusion import VPSchedule
 
 META = torch.device("meta")
 
@@ -50,16 +51,12 @@ def training_iteration_gflop(experiment: str, batch_size: int, overrides: list[s
     model.hparams.lazy_reg = iterations
     x_0 = torch.zeros(batch_size, *model.sample_shape, device=META)
     with FlopCount() as count:
-        for model.iteration in range(iterations):
-            model.discriminator_step(x_0)
-            model.generator_step(x_0)
-            model.update_ema()
+        for _ in range(iterations):
+            model.train_iteration(x_0)
     return count.flops / 1e9 / iterations
 
 
 def sampling_gflop(experiment: str, batch_size: int, timesteps: int) -> float:
-    from src.ddgan.diffusion import VPSchedule
-
     model, _ = build_model(experiment, [])
     model = model.to(META).eval()
     model.schedule = VPSchedule(timesteps).to(META)
@@ -90,9 +87,9 @@ def latest(name: str, *keys: str) -> float | None:
 
 
 def main(argv: list[str]) -> None:
-    args = dict(a.split("=", 1) for a in argv)
+    args, _ = parse_args(argv, {"repeats": 5})
     torch.set_flush_denormal(True)
-    peak = peak_gflops(int(args.get("repeats", 5)))
+    peak = peak_gflops(args["repeats"])
     best = max(peak.values())
     toy = ["model.generator.hidden_dim=512", "model.discriminator.hidden_dim=512"]  # benchmarks.toy's reference size
     toy_its = latest("toy", "bare_pytorch_its")

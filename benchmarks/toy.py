@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from benchmarks.common import write_result
+from benchmarks.common import parse_args, write_result
 from benchmarks.train_step import build_model, without_trainer
 
 
@@ -34,16 +34,13 @@ def bare_its(iterations: int, overrides: list[str]) -> float:
     batches = [data.dataset[i][0] for i in range(iterations)]
     start = time.perf_counter()
     for x_0 in batches:
-        model.discriminator_step(x_0)
-        model.generator_step(x_0)
-        model.update_ema()
-        model.iteration += 1
+        model.train_iteration(x_0)
     return iterations / (time.perf_counter() - start)
 
 
 def main(argv: list[str]) -> None:
-    args = dict(a.split("=", 1) for a in argv)
-    iterations, width, batch_size = int(args.get("iterations", 300)), int(args.get("width", 512)), int(args.get("batch_size", 512))
+    args, _ = parse_args(argv, {"iterations": 300, "width": 512, "batch_size": 512})
+    iterations, width, batch_size = args["iterations"], args["width"], args["batch_size"]
     overrides = [f"model.generator.hidden_dim={width}", f"model.discriminator.hidden_dim={width}", f"data.batch_size_per_device={batch_size}"]
     torch.set_flush_denormal(True)
     bare_its(20, overrides)  # warm-up

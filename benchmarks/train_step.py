@@ -56,10 +56,7 @@ def main(argv: list[str]) -> None:
     def step():
         with autocast(device, args["precision"]):
             for _ in range(iterations):
-                model.discriminator_step(x_0)
-                model.generator_step(x_0)
-                model.update_ema()
-                model.iteration += 1
+                model.train_iteration(x_0)
 
     result = measure(step, repeats=args["repeats"], warmup=args["warmup"], cuda=device.type == "cuda")
     if iterations > 1:

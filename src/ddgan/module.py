@@ -145,8 +145,6 @@ class DDGAN(L.LightningModule):
     def discriminator_step(self, x_0: Tensor) -> dict[str, Tensor]:
         """Real pairs (+ R1), then generated pairs; two backward passes, so the real graph (with R1's
         double-backward graph) is freed before the generated pass is built: a lower memory peak, the same gradient."""
-        optimizer_d = self.optimizers()[0]
-        optimizer_d.zero_grad(set_to_none=True)
         t, x_t, x_tp1 = self.real_pair(x_0)
         apply_r1 = self.hparams.r1_gamma > 0 and self.iteration % self.hparams.lazy_reg == 0
         x_t.requires_grad_(apply_r1)
@@ -169,7 +167,7 @@ class DDGAN(L.LightningModule):
         self.manual_backward(loss_fake)
         logs |= {"loss_d_fake": loss_fake.detach(), "d_fake": logits_fake.detach().mean(),
                  "loss_d": loss_real.detach() + loss_fake.detach()}
-        return self.update(optimizer_d, "d", self.discriminator, logs)
+        return self.update(self.optimizers()[0], "d", self.discriminator, logs)
 
     def generator_step(self, x_0: Tensor) -> dict[str, Tensor]:
         t, _, x_tp1 = self.real_pair(x_0)  # fresh t, pair and z
@@ -178,10 +176,8 @@ class DDGAN(L.LightningModule):
             logits = self.discriminator(self.denoise(self.generator, x_tp1, t), t, x_tp1).float()
             with self.full_precision():
                 loss = g_loss(logits)
-            optimizer_g = self.optimizers()[1]
-            optimizer_g.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            return self.update(optimizer_g, "g", self.generator, {"loss_g": loss.detach()})
+            return self.update(self.optimizers()[1], "g", self.generator, {"loss_g": loss.detach()})
         finally:
             self.discriminator.requires_grad_(True)
 
@@ -203,7 +199,8 @@ class DDGAN(L.LightningModule):
         logs = dict(zip(logs, values.unbind()))
         self._pending = PendingUpdate(name, network, logs[f"loss_{name}"])
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)  # free them now: D's would otherwise sit through the G step's memory peak
+        # gradients live from a step's backward to its update only: D's would otherwise sit through the G step's memory peak
+        optimizer.zero_grad(set_to_none=True)
         pending, self._pending = self._pending, None
         return logs | {f"grad_norm_{name}": pending.grad_norm}
 
@@ -243,12 +240,17 @@ class DDGAN(L.LightningModule):
         if ema_buffers := list(self.generator_ema.buffers()):
             torch._foreach_copy_(ema_buffers, list(self.generator.buffers()))
 
-    def training_step(self, batch, batch_idx: int) -> None:
-        x_0 = batch[0] if isinstance(batch, (list, tuple)) else batch
+    def train_iteration(self, x_0: Tensor) -> dict[str, Tensor]:
+        """One DDGAN iteration on data x_0: D step, G step, EMA update. Returns the logged values."""
         logs = self.discriminator_step(x_0)
         logs |= self.generator_step(x_0)
         self.update_ema()
         self.iteration += 1
+        return logs
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        x_0 = batch[0] if isinstance(batch, (list, tuple)) else batch
+        logs = self.train_iteration(x_0)
         logs |= {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
         # values are averaged over processes already (in update), so no sync_dist here
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
