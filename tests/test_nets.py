@@ -229,3 +229,15 @@ def test_resampling_gradients_of_every_order_match_plain_convolutions(ours, plai
         (g,) = torch.autograd.grad(op(x, k).sin().mul(weights).sum(), x, create_graph=True)
         grads.append((g, *torch.autograd.grad(g.square().sum(), x)))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_patch_size_networks_keep_the_image_shape():
+    """patch_size=2: G maps (N, 3, 32, 32) to the same shape through a 16x16 U-Net; D reads 16x16 patches."""
+    g = NCSNpp(image_size=32, image_channels=3, base_channels=8, channel_mult=[1, 2], num_res_blocks=1,
+               attn_resolutions=[], nz=4, z_emb_dim=8, n_mlp=1, patch_size=2)
+    d = SmallDiscriminator(image_size=32, image_channels=3, base_channels=4, t_emb_dim=8, patch_size=2)
+    x, t, z = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), torch.randn(4, 4)
+    assert g(x, t, z).shape == x.shape and g.resolutions == (16, 8)
+    assert d(x, t, x).shape == (4, 1) and "16x16" in d.blocks
+    with pytest.raises(ValueError, match="patch_size"):
+        NCSNpp(image_size=30, patch_size=4)

@@ -68,8 +68,12 @@ class Discriminator(nn.Module):
 
     def __init__(self, *, image_size: int, image_channels: int, base_channels: int, t_emb_dim: int,
                  stage_mult: Sequence[int], first_block_downsamples: bool, final_conv_init_scale: float,
-                 negative_slope: float, stddev_group: int, fir_taps: Sequence[int]):
+                 negative_slope: float, stddev_group: int, fir_taps: Sequence[int], patch_size: int = 1):
         super().__init__()
+        if patch_size < 1 or image_size % patch_size:
+            raise ValueError(f"patch_size={patch_size!r} must be >= 1 and divide image_size={image_size}")
+        self.patch_size = patch_size
+        image_size, image_channels = image_size // patch_size, image_channels * patch_size**2
         self.negative_slope = negative_slope
         self.stddev_group = stddev_group
         act = nn.LeakyReLU(negative_slope)
@@ -91,7 +95,10 @@ class Discriminator(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_tp1: torch.Tensor) -> torch.Tensor:
         """x_t, x_tp1: (N, C, H, W) the pair at levels t and t+1; t: (N,) long -> logits (N, 1)."""
         t_emb = F.leaky_relu(self.time_embed(t), self.negative_slope)
-        h = self.stem(torch.cat([x_t, x_tp1], dim=1))
+        pair = torch.cat([x_t, x_tp1], dim=1)
+        if self.patch_size > 1:  # each image's p x p patches as channels, then the two images side by side
+            pair = torch.cat([F.pixel_unshuffle(x, self.patch_size) for x in (x_t, x_tp1)], dim=1)
+        h = self.stem(pair)
         for block in self.blocks.values():
             h = block(h, t_emb)
         h = minibatch_stddev(h, self.stddev_group)
@@ -112,11 +119,12 @@ class SmallDiscriminator(Discriminator):
         negative_slope: float = 0.2,       # LeakyReLU slope
         stddev_group: int = 4,             # minibatch-stddev group size (batch < group or divisible by it)
         fir_taps: Sequence[int] = FIR_TAPS,  # 1-D FIR downsampling filter
+        patch_size: int = 1,               # > 1: p x p patches as channels (pixel_unshuffle; p^2 less area)
     ):
         super().__init__(image_size=image_size, image_channels=image_channels, base_channels=base_channels,
                          t_emb_dim=t_emb_dim, stage_mult=(2, 2, 4, 8, 8), first_block_downsamples=False,
                          final_conv_init_scale=0.0, negative_slope=negative_slope, stddev_group=stddev_group,
-                         fir_taps=fir_taps)
+                         fir_taps=fir_taps, patch_size=patch_size)
 
 
 class LargeDiscriminator(Discriminator):
@@ -132,8 +140,9 @@ class LargeDiscriminator(Discriminator):
         negative_slope: float = 0.2,       # LeakyReLU slope
         stddev_group: int = 4,             # minibatch-stddev group size (batch < group or divisible by it)
         fir_taps: Sequence[int] = FIR_TAPS,  # 1-D FIR downsampling filter
+        patch_size: int = 1,               # > 1: p x p patches as channels (pixel_unshuffle; p^2 less area)
     ):
         super().__init__(image_size=image_size, image_channels=image_channels, base_channels=base_channels,
                          t_emb_dim=t_emb_dim, stage_mult=(2, 4, 8, 8, 8, 8, 8), first_block_downsamples=True,
                          final_conv_init_scale=1.0, negative_slope=negative_slope, stddev_group=stddev_group,
-                         fir_taps=fir_taps)
+                         fir_taps=fir_taps, patch_size=patch_size)

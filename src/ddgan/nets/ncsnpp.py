@@ -48,9 +48,15 @@ class NCSNpp(nn.Module):
         final_tanh: bool = True,                    # squash the x_0 prediction into [-1, 1]
         centered: bool = True,                      # x_{t+1} is on the [-1, 1] data scale; False: input is
                                                     # on a [0, 1] scale and is mapped by 2x - 1 first
+        patch_size: int = 1,                        # > 1: the U-Net works on p x p patches as channels
+                                                    # (pixel_unshuffle in, pixel_shuffle out; p^2 less area)
     ):
         super().__init__()
+        if patch_size < 1 or image_size % patch_size:
+            raise ValueError(f"patch_size={patch_size!r} must be >= 1 and divide image_size={image_size}")
         self.nz = nz
+        self.patch_size = patch_size
+        image_size, image_channels = image_size // patch_size, image_channels * patch_size**2
         self.resolutions = tuple(image_size // 2 ** i for i in range(len(channel_mult)))
         self.attn_resolutions = frozenset(int(r) for r in attn_resolutions)
         self.num_res_blocks = num_res_blocks
@@ -111,6 +117,8 @@ class NCSNpp(nn.Module):
         z_emb = self.mapping(z)
         t_emb = F.silu(self.time_embed(t))                 # SiLU once here instead of inside every block
         x = x_tp1 if self.centered else 2 * x_tp1 - 1
+        if self.patch_size > 1:
+            x = F.pixel_unshuffle(x, self.patch_size)
 
         h = self.conv_in(x)
         skips, pyramid = [h], x
@@ -140,4 +148,6 @@ class NCSNpp(nn.Module):
                 h = self.dec[f"{2 * res}x{2 * res}_up"](h, t_emb, z_emb)
 
         h = self.conv_out(F.silu(self.norm_out(h)))
+        if self.patch_size > 1:
+            h = F.pixel_shuffle(h, self.patch_size)
         return torch.tanh(h) if self.final_tanh else h

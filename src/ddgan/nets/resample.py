@@ -48,8 +48,20 @@ def _decimate_adjoint(y: torch.Tensor, kernel: torch.Tensor, size: Sequence[int]
     """Aᵀ y: zero insertion then FIR filter, back to spatial `size` (the matching transposed convolution)."""
     k, pad = kernel.shape[-1], (kernel.shape[-1] - 2) // 2
     output_padding = [s - ((n - 1) * 2 - 2 * pad + k) for s, n in zip(size, y.shape[-2:])]
-    return F.conv_transpose2d(y, _depthwise(kernel.to(y.dtype), y.shape[1]), stride=2, padding=pad,
-                              output_padding=output_padding, groups=y.shape[1])
+    # CPU: the grouped transposed convolution is 3-20x faster in channels_last and in fp32 than in bf16
+    work = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
+    if y.device.type == "cpu":
+        work = work.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(y.device.type, enabled=False):  # autocast would cast it back to bf16
+        out = F.conv_transpose2d(work, _depthwise(kernel.to(work.dtype), y.shape[1]), stride=2, padding=pad,
+                                 output_padding=output_padding, groups=y.shape[1])
+    return out.to(y.dtype).contiguous(memory_format=_memory_format(y))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a (non-trivially) channels_last 4-D tensor, else contiguous."""
+    channels_last = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 class _Decimate(torch.autograd.Function):
