@@ -29,12 +29,6 @@ def machine() -> str:
     return f"{device}, torch {torch.__version__}"
 
 
-def autocast(device: torch.device, precision: str, cache: bool = True):
-    """bf16 autocast for precision=bf16, else a no-op (the module keeps losses, R1 and the posterior in fp32).
-    cache=False for work captured in a CUDA graph: cast weights must not be freed between replays."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=cache)
-
-
 def seconds(fn: Callable[[], None], cuda: bool = False) -> float:
     """Seconds one call of fn takes: CUDA events around it on a GPU, else the host clock."""
     if not cuda:

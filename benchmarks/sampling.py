@@ -10,9 +10,10 @@ import sys
 
 import torch
 
-from benchmarks.common import autocast, measure, parse_args, write_result
+from benchmarks.common import measure, parse_args, write_result
 from benchmarks.train_step import inference_model
 from src.ddgan.diffusion import VPSchedule
+from src.ddgan.precision import autocast
 from src.ddgan.sampling import cuda_graphed
 
 DEFAULTS = {"experiment": "cifar10", "batch_size": 16, "repeats": 5, "warmup": 1, "timesteps": "1,2,4,8",

@@ -13,7 +13,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from benchmarks.common import autocast, measure, parse_args, peak_rss_gb, write_result
+from benchmarks.common import measure, parse_args, peak_rss_gb, write_result
+from src.ddgan.precision import autocast
 from tests.conftest import CONFIG_DIR
 
 DEFAULTS = {"experiment": "cifar10", "batch_size": 8, "repeats": 5, "warmup": 1, "device": "cpu",

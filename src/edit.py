@@ -7,7 +7,6 @@ then the remaining k DDGAN steps run from x_k with n different latents: small k 
 k = T ignores it. Writes D/grid.png (the input, then the variations, in one row) and D/variations/{i:03d}.png.
 Bad input (missing file, wrong size or channels, k outside 1..T) ends with one line on stderr and exit status 2.
 """
-import sys
 from pathlib import Path
 
 import hydra
@@ -19,22 +18,16 @@ from torch import Tensor
 
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.data.tensors import uint8_to_model_range
-from src.ddgan.images import save_grid
+from src.ddgan.images import save_grid, save_png, to_uint8
 from src.ddgan.module import DDGAN
 from src.ddgan.sampling import randn, sample
-from src.sample import pick_device
+from src.sample import fail, pick_device
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 class EditError(ValueError):
     """Input that cannot be edited; the message says what is expected and how to fix it."""
-
-
-def fail(message: str) -> None:
-    """One line on stderr, exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def describe(height: int, width: int, channels: int) -> str:
@@ -110,8 +103,8 @@ def edit(model: DDGAN, image: Tensor, *, start_step: int, num_variations: int, s
 def write_edits(image: Tensor, variations: Tensor, output_dir: Path) -> Path:
     """D/grid.png (input, then variations) and D/variations/{i:03d}.png; returns the grid's path."""
     (output_dir / "variations").mkdir(parents=True, exist_ok=True)
-    for index, variation in enumerate(variations):
-        save_grid(variation[None], output_dir / "variations" / f"{index:03d}.png", nrow=1)
+    for index, pixels in enumerate(to_uint8(variations)):  # at the model's size; the grid is upscaled for reading
+        save_png(pixels, output_dir / "variations" / f"{index:03d}.png")
     grid = output_dir / "grid.png"
     save_grid(torch.cat([image[None].cpu(), variations.cpu()]), grid, nrow=len(variations) + 1)
     return grid

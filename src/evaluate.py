@@ -5,10 +5,10 @@
 
 Writes <output_dir>/metrics.json (default: next to the npz, or <ckpt folder>/<ckpt name>_eval/) and prints a
 table. The real data and the metric settings come from the checkpoint's stored run config (its
-GenerativeMetrics callback), unless given; an npz alone needs data=<conf/data name>.
+GenerativeMetrics callback), unless given; an npz alone needs data=<conf/data name>. precision=bf16 runs the generator,
+the feature extractor and the classifier under bf16 autocast. Bad input ends with one line on stderr and exit status 2.
 """
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from src.ddgan.callbacks.mixture_eval import update_metrics_file
+from src.ddgan.callbacks.run_metrics import update_metrics_file
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.data.errors import DataError
 from src.ddgan.evaluation import (
@@ -31,7 +31,8 @@ from src.ddgan.evaluation import (
 )
 from src.ddgan.metrics import DigitFeatures, build_feature_extractor, load_digit_classifier
 from src.ddgan.metrics.inception import InceptionWeightsError
-from src.sample import pick_device
+from src.ddgan.precision import validate_precision
+from src.sample import fail, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def build_quality(cfg: DictConfig, settings: dict, datamodule, *, run_dir: Path 
         dataset_name=cfg.dataset_name or settings.get("dataset_name") or reference_name(datamodule, num_real),
         real_images=lambda: real_batches(datamodule, num_real, batch_size=cfg.batch_size))
     quality = SampleQuality(extractor, metrics, reference=reference, classifier=classifier, pr_k=cfg.pr_k,
-                            is_splits=cfg.is_splits)
+                            is_splits=cfg.is_splits, precision=str(cfg.precision))
     return quality.to(device), num_real
 
 
@@ -93,6 +94,7 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ValueError("give ckpt_path=<checkpoint> (sampled) or samples=<npz from src.sample> (or both)")
     if cfg.metrics is not None:
         validate_metrics(cfg.metrics)  # fail before any loading
+    precision = validate_precision(cfg.precision)
     device = pick_device(cfg.device)
     model = load_ddgan(cfg.ckpt_path).to(device) if cfg.ckpt_path is not None else None
     run_config = model.hparams["config"] if model is not None else None
@@ -112,12 +114,13 @@ def evaluate(cfg: DictConfig) -> dict:
         source = {"samples": str(cfg.samples), "num_samples": len(images)}
     else:
         batches = generated_batches(model, range(cfg.num_samples), batch_size=cfg.batch_size, seed=cfg.seed,
-                                    use_ema=cfg.use_ema)
+                                    use_ema=cfg.use_ema, precision=precision)
         results = quality.score(batches)
         source = {"num_samples": cfg.num_samples, "seed": cfg.seed, "use_ema": cfg.use_ema}
     if model is not None:
         source |= {"ckpt_path": str(cfg.ckpt_path), "iteration": model.iteration}
-    record = results | source | {"num_real": num_real, "feature_extractor": quality.extractor.name}
+    record = results | source | {"num_real": num_real, "feature_extractor": quality.extractor.name,
+                                 "inference_precision": precision}  # "precision" is the metric
     output_dir = default_output_dir(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     update_metrics_file(output_dir / "metrics.json", record)
@@ -148,7 +151,7 @@ def main(cfg: DictConfig) -> dict:
     try:
         record = evaluate(cfg)
     except (FileNotFoundError, ValueError, DataError, InceptionWeightsError) as error:
-        sys.exit(str(error))
+        fail(str(error))
     print(format_table(record))
     return record
 

@@ -1,7 +1,8 @@
 """Draw samples from a trained DDGAN: python -m src.sample ckpt_path=... num_samples=N batch_size=B output_dir=D seed=S.
 
 Writes D/samples.npz (uint8 N×H×W×C under `arr_0`), D/grid.png, D/timing.json and, with
-save_individual=true, D/images/{index:06d}.png. Sample i depends only on (seed, i).
+save_individual=true, D/images/{index:06d}.png. Sample i depends only on (seed, i). precision=bf16 runs the generator
+under bf16 autocast. Bad input ends with one line on stderr and exit status 2.
 """
 import json
 import logging
@@ -17,9 +18,16 @@ from omegaconf import DictConfig
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.images import save_grid, save_png, to_uint8
 from src.ddgan.module import DDGAN
+from src.ddgan.precision import autocast, validate_precision
 from src.ddgan.sampling import PerSampleGenerator
 
 log = logging.getLogger(__name__)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 2 (the commands' bad-input exit)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def pick_device(name: str) -> torch.device:
@@ -34,16 +42,20 @@ def synchronize(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def generate(model: DDGAN, num_samples: int, batch_size: int, seed: int, use_ema: bool = True, warmup_batches: int = 1) -> tuple[torch.Tensor, dict]:
-    """All samples (N, …) in [-1, 1] on the CPU, and timing figures (warm-up batches excluded)."""
+def generate(model: DDGAN, num_samples: int, batch_size: int, seed: int, use_ema: bool = True, warmup_batches: int = 1,
+             precision: str = "32") -> tuple[torch.Tensor, dict]:
+    """All samples (N, …) in [-1, 1] (fp32) on the CPU, and timing figures (warm-up batches excluded)."""
+    def draw(indices: list[int]) -> torch.Tensor:
+        with autocast(model.device, precision):
+            return model.sample(len(indices), rng=PerSampleGenerator(seed, indices, model.device), use_ema=use_ema)
+
     if warmup_batches:
-        model.sample(min(batch_size, num_samples), rng=PerSampleGenerator(seed, list(range(min(batch_size, num_samples))), model.device), use_ema=use_ema)
+        draw(list(range(min(batch_size, num_samples))))
     batches, seconds = [], []
     for start in range(0, num_samples, batch_size):
-        indices = list(range(start, min(start + batch_size, num_samples)))
         synchronize(model.device)
         began = time.perf_counter()
-        batches.append(model.sample(len(indices), rng=PerSampleGenerator(seed, indices, model.device), use_ema=use_ema).cpu())
+        batches.append(draw(list(range(start, min(start + batch_size, num_samples)))).cpu())
         synchronize(model.device)
         seconds.append(time.perf_counter() - began)
     timing = {
@@ -53,6 +65,7 @@ def generate(model: DDGAN, num_samples: int, batch_size: int, seed: int, use_ema
         "seconds_per_batch": float(np.median(seconds)),
         "images_per_second": num_samples / sum(seconds),
         "device": str(model.device),
+        "precision": precision,
     }
     return torch.cat(batches), timing
 
@@ -73,20 +86,21 @@ def write_samples(samples: torch.Tensor, output_dir: Path, save_individual: bool
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
     if cfg.num_samples < 1 or cfg.batch_size < 1:
-        sys.exit(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must both be >= 1.")
+        fail(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must both be >= 1.")
     try:
+        precision = validate_precision(cfg.precision)
         model = load_ddgan(cfg.ckpt_path).to(pick_device(cfg.device))
         if cfg.channels_last:
             model.to_channels_last()
     except (FileNotFoundError, ValueError) as error:
-        sys.exit(str(error))
+        fail(str(error))
     if len(model.sample_shape) != 3:
-        sys.exit(f"ckpt_path={cfg.ckpt_path}: src.sample writes images, but this model makes {list(model.sample_shape)}-shaped samples.")
-    samples, timing = generate(model, cfg.num_samples, cfg.batch_size, cfg.seed, cfg.use_ema, cfg.warmup_batches)
+        fail(f"ckpt_path={cfg.ckpt_path}: src.sample writes images, but this model makes {list(model.sample_shape)}-shaped samples.")
+    samples, timing = generate(model, cfg.num_samples, cfg.batch_size, cfg.seed, cfg.use_ema, cfg.warmup_batches, precision)
     output_dir = Path(cfg.output_dir)
     write_samples(samples, output_dir, cfg.save_individual)
     (output_dir / "timing.json").write_text(json.dumps(timing, indent=2))
-    print(f"{cfg.num_samples} samples -> {output_dir / 'samples.npz'}; NFE {timing['nfe']}, "
+    print(f"{cfg.num_samples} samples -> {output_dir / 'samples.npz'}; NFE {timing['nfe']}, precision {precision}, "
           f"{timing['seconds_per_batch']:.3f} s per batch of {cfg.batch_size}, {timing['images_per_second']:.1f} images/s")
 
 

@@ -1,6 +1,8 @@
 """Train a DDGAN: python -m src.train [experiment=NAME] [key=value ...] (Hydra; -m for sweeps)."""
+import json
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -22,6 +24,34 @@ from src.ddgan.metrics.inception import InceptionWeightsError
 from src.ddgan.module import TrainingDiverged
 
 log = logging.getLogger(__name__)
+
+
+BOOKKEEPING = {"epoch", "iteration", "num_samples", "num_real", "num_modes", "feature_extractor", "is_std"}
+SHORT_NAMES = {"modes_covered": "modes", "high_quality_fraction": "high_quality", "mode_kl": "kl"}
+
+
+def format_metrics(metrics: dict) -> str:
+    """The numbers of a metrics.json, compactly: `modes 25/25, high_quality 0.97, kl 0.01`."""
+    parts = []
+    for key, value in metrics.items():
+        if key in BOOKKEEPING or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if key == "modes_covered" and "num_modes" in metrics:
+            value = f"{value}/{metrics['num_modes']}"
+        parts.append(f"{SHORT_NAMES.get(key, key)} {f'{value:.3g}' if isinstance(value, float) else value}")
+    return ", ".join(parts) or "no metrics"
+
+
+def summary_line(output_dir: str | Path, iteration: int) -> str:
+    """`done: iteration N | <final metrics> | run DIR | samples PNG | curves PNG | checkpoint last.ckpt`, the parts
+    whose files exist (samples: the mixture scatter, else the last sample grid)."""
+    run = Path(output_dir)
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    grids = sorted((run / "samples").glob("epoch*.png"))
+    files = {"samples": run / "samples.png" if (run / "samples.png").is_file() else (grids[-1] if grids else None),
+             "curves": run / "metric_curves.png", "checkpoint": run / "checkpoints" / "last.ckpt"}
+    parts = [f"done: iteration {iteration}", format_metrics(metrics), f"run {run}"]
+    return " | ".join(parts + [f"{name} {path}" for name, path in files.items() if path is not None and path.is_file()])
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -47,6 +77,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
     trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:
+        print(summary_line(cfg.paths.output_dir, model.iteration), flush=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

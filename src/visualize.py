@@ -7,8 +7,7 @@ from omegaconf import DictConfig
 
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.visualization import mixture_centers, visualize
-from src.edit import fail
-from src.sample import pick_device
+from src.sample import fail, pick_device
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="visualize")

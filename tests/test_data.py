@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16  # training resolution in these tests
 NUM_GOOD = 5  # good images in a test folder
 LOADER_KWARGS = {"batch_size_per_device": 2, "num_workers": 0, "pin_memory": False, "persistent_workers": False}
+FOLDER_KWARGS = LOADER_KWARGS | {"resize": True}  # make_image_folder's images have several sizes
 
 
 # ---------------------------------------------------------------- helpers
@@ -107,7 +108,7 @@ def encoded_bytes(image: Image.Image, format: str) -> bytes:
 
 def test_image_folder_batches(tmp_path):
     folder = make_image_folder(tmp_path / "images")
-    datamodule = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, hflip=True, **LOADER_KWARGS)
+    datamodule = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, hflip=True, **FOLDER_KWARGS)
     assert (datamodule.image_size, datamodule.num_channels) == (SIZE, 3)
     check_batch(first_batch(datamodule), batch_size=2, size=SIZE)
     assert len(datamodule.train_dataset) == NUM_GOOD
@@ -116,23 +117,23 @@ def test_image_folder_batches(tmp_path):
 
 def test_image_folder_bad_files_are_named(tmp_path):
     corrupt = make_image_folder(tmp_path / "corrupt", corrupt=True)
-    datamodule = ImageFolderDataModule(data_dir=str(corrupt), image_size=SIZE, **LOADER_KWARGS)
+    datamodule = ImageFolderDataModule(data_dir=str(corrupt), image_size=SIZE, **FOLDER_KWARGS)
     expect_data_error(lambda: datamodule.setup("fit"), str(corrupt / "corrupt.png"), "skip_bad_images=true")
 
     small = make_image_folder(tmp_path / "small", too_small=True)
-    datamodule = ImageFolderDataModule(data_dir=str(small), image_size=SIZE, **LOADER_KWARGS)
+    datamodule = ImageFolderDataModule(data_dir=str(small), image_size=SIZE, **FOLDER_KWARGS)
     expect_data_error(lambda: datamodule.setup("fit"), str(small / "tiny.png"), "8x12", "resolution 16",
                       "allow_upscale=true")
 
 
 def test_image_folder_skip_bad_images_and_upscale(tmp_path):
     folder = make_image_folder(tmp_path / "images", corrupt=True, too_small=True)
-    skipping = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, skip_bad_images=True, **LOADER_KWARGS)
+    skipping = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, skip_bad_images=True, **FOLDER_KWARGS)
     skipping.setup("fit")
     assert len(skipping.train_dataset) == NUM_GOOD and len(skipping.skipped_images) == 2
 
     upscaling = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, skip_bad_images=True,
-                                      allow_upscale=True, max_images=4, **LOADER_KWARGS)
+                                      allow_upscale=True, max_images=4, **FOLDER_KWARGS)
     check_batch(first_batch(upscaling), batch_size=2, size=SIZE)
     assert len(upscaling.train_dataset) == 4 and len(upscaling.skipped_images) == 1  # stops scanning at 4
 
@@ -140,12 +141,12 @@ def test_image_folder_skip_bad_images_and_upscale(tmp_path):
 def test_image_folder_truncated_file_fails_at_load_or_is_replaced(tmp_path):
     folder = make_image_folder(tmp_path / "images")
     (folder / "a.png").write_bytes((folder / "a.png").read_bytes()[:80])  # header intact, pixels cut
-    strict = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **LOADER_KWARGS)
+    strict = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **FOLDER_KWARGS)
     strict.setup("fit")  # the header scan passes
     expect_data_error(lambda: strict.train_dataset[0], str(folder / "a.png"))
 
     lenient = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, skip_bad_images=True, hflip=False,
-                                    **LOADER_KWARGS)
+                                    **FOLDER_KWARGS)
     lenient.setup("fit")
     assert torch.equal(lenient.train_dataset[0][0], lenient.train_dataset[1][0])  # a.png -> next file
 
@@ -168,9 +169,56 @@ def test_missing_data_dirs_say_how_to_fix(tmp_path):
 
 def test_too_few_images_for_a_batch(tmp_path):
     folder = make_image_folder(tmp_path / "images")
-    datamodule = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **{**LOADER_KWARGS,
+    datamodule = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **{**FOLDER_KWARGS,
                                                                                 "batch_size_per_device": 8})
-    expect_data_error(lambda: datamodule.setup("fit"), "5 images", "batch_size_per_device=8")
+    expect_data_error(lambda: datamodule.setup("fit"), str(folder), "5 images", "batch_size_per_device=8", "needs 8")
+    fits_one_device = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **{**FOLDER_KWARGS,
+                                                                                     "batch_size_per_device": 3})
+    fits_one_device.setup("fit")
+    expect_data_error(lambda: fits_one_device.setup("fit", world_size=2), "5 images", "on each of 2 device(s) needs 6")
+
+
+def square_pngs(root: Path, count: int, side: int) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        random_image(rng, side, side).save(root / f"{index}.png")
+    return root
+
+
+def test_images_of_another_size_need_image_size_or_resize(tmp_path):
+    folder = square_pngs(tmp_path / "images24", 3, 24)
+    strict = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **LOADER_KWARGS)
+    expect_data_error(lambda: strict.setup("fit"), str(folder / "0.png"), "is 24x24", "data.image_size=16 expects 16x16",
+                      "set data.image_size=24", "data.resize=true")
+    check_batch(first_batch(ImageFolderDataModule(data_dir=str(folder), image_size=24, **LOADER_KWARGS)),
+                batch_size=2, size=24)
+    check_batch(first_batch(ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, **FOLDER_KWARGS)),
+                batch_size=2, size=SIZE)
+    oblong = make_image_folder(tmp_path / "mixed")  # a.png is 20x24: no single image_size fits
+    message = expect_data_error(ImageFolderDataModule(data_dir=str(oblong), image_size=SIZE, **LOADER_KWARGS).setup,
+                                "is 20x24", "set data.resize=true")
+    assert "set data.image_size" not in message
+
+
+def test_bad_image_folders_stop_training_before_the_model_is_built(compose, tmp_path):
+    from src.train import train
+
+    folder = square_pngs(tmp_path / "images", 3, 24)
+    folder_data = ["data=image_folder", f"data.data_dir={folder}", "data.num_workers=0", "data.batch_size_per_device=2"]
+    # the toy model does not fit these images: a DataError (not ConfigError) shows that the data is checked first
+    expect_data_error(lambda: train(compose(folder_data + ["data.image_size=16"], tmp_path / "run")),
+                      "set data.image_size=24")
+    ddp = ["data.image_size=24", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+    expect_data_error(lambda: train(compose(folder_data + ddp, tmp_path / "run")), f"data dir {folder} has 3 images",
+                      "on each of 2 device(s) needs 4")
+    assert not (tmp_path / "run").exists()
+    result = subprocess.run([sys.executable, "-m", "src.train", *folder_data, "data.image_size=16",
+                             f"paths.log_dir={tmp_path / 'logs'}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "data.image_size" in line]
+    assert "is 24x24" in line and "set data.image_size=24 or set data.resize=true" in line
 
 
 # ---------------------------------------------------------------- LMDBs
@@ -189,7 +237,7 @@ def test_prepare_lmdb_function_round_trip(tmp_path):
 
     from_lmdb = CelebAHQ256DataModule(data_dir=str(output), image_size=SIZE, hflip=False, **LOADER_KWARGS)
     from_folder = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, hflip=False, skip_bad_images=True,
-                                        **LOADER_KWARGS)
+                                        **FOLDER_KWARGS)
     check_batch(first_batch(from_lmdb), batch_size=2, size=SIZE)
     from_folder.setup("fit")
     assert from_lmdb.resolved_format() == "lmdb" and len(from_lmdb.train_dataset) == NUM_GOOD

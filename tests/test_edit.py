@@ -7,6 +7,7 @@ from omegaconf import open_dict
 from PIL import Image
 
 from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.images import grid_scale
 from src.edit import edit, load_image, main
 from src.train import train
 from tests.conftest import CONFIG_DIR
@@ -54,11 +55,12 @@ def run_edit(ckpt, image, output_dir, *overrides):
 def test_edit_writes_the_grid_and_one_png_per_variation(ckpt, strokes, tmp_path):
     run_edit(ckpt, strokes, tmp_path / "a", "start_step=2", "num_variations=3", "seed=7")
     grid = Image.open(tmp_path / "a" / "grid.png")
-    assert grid.size == (4 * 18 + 2, 18 + 2)  # input + 3 variations in one row, 2 px padding
+    scale = grid_scale(16)  # the grid is upscaled (nearest) for reading, the variations are not
+    assert grid.size == (scale * (4 * 18 + 2), scale * (18 + 2))  # input + 3 variations in one row, 2 px padding
     variations = sorted((tmp_path / "a" / "variations").iterdir())
     assert [p.name for p in variations] == ["000.png", "001.png", "002.png"]
     assert all(Image.open(p).size == (16, 16) and Image.open(p).mode == "RGB" for p in variations)
-    input_tile = np.array(grid)[2:18, 2:18]
+    input_tile = np.array(grid)[::scale, ::scale][2:18, 2:18]
     assert input_tile[4, 4, 0] == 255 and input_tile[4, 4, 1] == 0  # the first tile is the input itself
     run_edit(ckpt, strokes, tmp_path / "b", "start_step=2", "num_variations=3", "seed=7")
     assert (tmp_path / "a" / "grid.png").read_bytes() == (tmp_path / "b" / "grid.png").read_bytes()  # seeded

@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import src.ddgan.evaluation as evaluation_lib
 import src.ddgan.metrics.reference as reference_lib
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.evaluation import rank_indices
+from src.ddgan.images import grid_scale
+from src.ddgan.metrics import DigitClassifier, DigitFeatures
+from src.ddgan.module import DDGAN
 from src.evaluate import evaluate, format_table
 from src.sample import generate, write_samples
-from src.train import train
+from src.train import summary_line, train
 from tests.conftest import compose_config
 
 METRIC_KEYS = {"fid", "is", "is_std", "precision", "recall", "modes_covered", "mode_kl"}
@@ -74,6 +78,19 @@ def test_callback_writes_every_metric_with_a_classifier_trained_for_the_run(tiny
     assert cache.name.startswith("StackedDigitsDataModule-") and "first100__digits-r32-c3-" in cache.name
     logged = list(csv.DictReader((run_dir / "csv" / "metrics.csv").read_text().splitlines()))
     assert {f"eval/{k}" for k in METRIC_KEYS} <= set(logged[0])
+
+
+def test_image_run_pictures_and_summary(tiny_run):
+    run_dir, _ = tiny_run
+    (history,) = [json.loads(line) for line in (run_dir / "metrics_history.jsonl").read_text().splitlines()]
+    assert history["iteration"] == 2 and METRIC_KEYS <= set(history)
+    assert Image.open(run_dir / "metric_curves.png").size == (1200, 480)  # modes, KL, FID, IS, precision, recall
+    grid = run_dir / "samples" / "epoch0001.png"  # 4 samples of 32 px in a 2 x 2 grid, upscaled for reading
+    assert Image.open(grid).size == (grid_scale(32) * (2 * 34 + 2),) * 2 and grid_scale(32) >= 2
+    line = summary_line(run_dir, 2)
+    assert line.startswith(f"done: iteration 2 | fid {history['fid']:.3g}, is {history['is']:.3g}, ")
+    assert f"modes {history['modes_covered']}, kl {history['mode_kl']:.3g} | run {run_dir} | samples {grid} |" in line
+    assert line.endswith(f"checkpoint {run_dir / 'checkpoints' / 'last.ckpt'}")
 
 
 def test_resumed_run_reuses_the_classifier_and_the_cached_reference(tiny_run, tmp_path, monkeypatch):
@@ -140,12 +157,46 @@ def test_evaluate_cli_prints_a_table_and_rejects_bad_input(tiny_run, tmp_path, c
         assert "FID" in out and "KL to uniform" in out and "precision" not in out
         assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"fid", "modes_covered", "mode_kl"}
         for bad, message in [(f"samples={tmp_path}/none.npz", "No such file"),
-                             ("samples=x.npz metrics=[fid,kid]", "metrics=")]:
+                             ("samples=x.npz metrics=[fid,kid]", "metrics="),
+                             ("samples=x.npz precision=16", "precision=16 is not supported: use 32")]:
             sys.argv = ["src.evaluate", *bad.split()]
-            with pytest.raises(SystemExit, match=message):
+            with pytest.raises(SystemExit) as exit_info:
                 runpy.run_module("src.evaluate", run_name="__main__", alter_sys=False)
+            (line,) = capsys.readouterr().err.strip().splitlines()
+            assert exit_info.value.code == 2 and message in line, line
     finally:
         sys.argv = argv
+
+
+def test_bf16_evaluation_scores_close_to_fp32(tiny_run, tmp_path, monkeypatch):
+    run_dir, data_dir = tiny_run
+    autocast_seen = []  # (network, bf16 autocast on) per call
+
+    def spy(cls, name: str):
+        original = getattr(cls, name)
+
+        def call(self, *args, **kwargs):
+            autocast_seen.append((name, torch.is_autocast_enabled("cpu")))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, call)
+
+    spy(DDGAN, "sample")
+    spy(DigitFeatures, "features_and_logits")
+    spy(DigitClassifier, "forward")  # modes
+    settings = [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "num_samples=60", "seed=1234", "batch_size=30",
+                f"paths.data_dir={data_dir}", "device=cpu"]
+    fp32 = evaluate(compose_config(settings + [f"output_dir={tmp_path / 'fp32'}"], config_name="evaluate"))
+    assert autocast_seen and not any(on for _, on in autocast_seen)
+    autocast_seen.clear()
+    bf16 = evaluate(compose_config(settings + [f"output_dir={tmp_path / 'bf16'}", "precision=bf16"], config_name="evaluate"))
+    assert {name for name, _ in autocast_seen} == {"sample", "features_and_logits", "forward"}
+    assert all(on for _, on in autocast_seen)
+    assert (fp32["inference_precision"], bf16["inference_precision"]) == ("32", "bf16")
+    assert json.loads((tmp_path / "bf16" / "metrics.json").read_text())["inference_precision"] == "bf16"
+    assert bf16["fid"] == pytest.approx(fp32["fid"], rel=0.05) and abs(bf16["modes_covered"] - fp32["modes_covered"]) <= 3
+    for key in ("precision", "recall"):
+        assert bf16[key] == pytest.approx(fp32[key], abs=0.1), key
 
 
 def test_ranks_draw_contiguous_shares_of_the_sample_indices():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from src.ddgan.config import ConfigError
 from src.train import train
@@ -35,6 +36,26 @@ def test_default_experiment_writes_metrics_plot_and_checkpoint(compose, tmp_path
     assert checkpoint["hyper_parameters"]["config"]["diffusion"]["num_timesteps"] == 4
     logged = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").read_text().splitlines()))
     assert {"train/loss_d", "train/loss_g", "train/d_real", "train/d_fake", "train/lr_g", "eval/modes_covered"} <= set(logged[0])
+
+
+def test_run_ends_with_a_summary_line_and_the_metric_curves(compose, tmp_path, capsys):
+    train(compose(TINY_TOY + ["trainer.max_epochs=2", "callbacks.mixture_eval.every_n_epochs=1"], tmp_path))
+    history = [json.loads(line) for line in (tmp_path / "metrics_history.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in history] == [3, 6, 6]  # after each epoch, and the final evaluation
+    assert history[-1] == json.loads((tmp_path / "metrics.json").read_text())
+    assert Image.open(tmp_path / "metric_curves.png").size == (900, 240)  # modes, high quality, KL: three panels
+    final = history[-1]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("done:")]
+    assert line == (f"done: iteration 6 | modes {final['modes_covered']}/25, "
+                    f"high_quality {final['high_quality_fraction']:.3g}, kl {final['mode_kl']:.3g} | run {tmp_path} | "
+                    f"samples {tmp_path / 'samples.png'} | curves {tmp_path / 'metric_curves.png'} | "
+                    f"checkpoint {tmp_path / 'checkpoints' / 'last.ckpt'}")
+
+    no_evaluation = [o for o in TINY_TOY if not o.startswith("callbacks.")] + ["callbacks=[checkpoint]"]
+    train(compose(no_evaluation, tmp_path / "plain"))
+    assert not (tmp_path / "plain" / "metric_curves.png").exists()
+    assert capsys.readouterr().out.splitlines()[-1] == (f"done: iteration 3 | no metrics | run {tmp_path / 'plain'} | "
+                                                       f"checkpoint {tmp_path / 'plain' / 'checkpoints' / 'last.ckpt'}")
 
 
 def test_ckpt_path_last_resumes_the_run(compose, tmp_path):

@@ -2,11 +2,13 @@
 the rich progress bar, and the src.visualize command."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from src.ddgan.images import grid_scale
 from src.ddgan.sampling import sample
 from src.ddgan.visualization import ReplayedNoise, latent_interpolation, slerp, visualize
 from src.train import train
@@ -65,12 +67,14 @@ def test_interpolation_endpoints_do_not_depend_on_the_number_of_steps(image_mode
 
 def test_image_chain_grid_gif_and_interpolation_files(image_model, tmp_path):
     files = visualize(image_model, tmp_path, num_samples=3, num_rows=2, num_steps=4, seed=0)
-    tile = 16 + 2
+    tile, scale = 16 + 2, grid_scale(16)  # grids of small images are upscaled (nearest) for reading
     chain = Image.open(files["chain"])  # per sample two rows (levels, predictions) of T + 1 = 3 tiles
-    assert chain.size == (3 * tile + 2, 2 * 3 * tile + 2) and chain.mode == "RGB"
+    assert chain.size == (scale * (3 * tile + 2), scale * (2 * 3 * tile + 2)) and chain.mode == "RGB"
+    pixels = np.asarray(chain)
+    assert np.array_equal(pixels, pixels[::scale, ::scale].repeat(scale, axis=0).repeat(scale, axis=1))  # nearest
     gif = Image.open(files["chain_gif"])
     assert gif.n_frames == 3  # levels x_2, x_1, x_0
-    assert Image.open(files["interpolation"]).size == (4 * tile + 2, 2 * tile + 2)
+    assert Image.open(files["interpolation"]).size == (scale * (4 * tile + 2), scale * (2 * tile + 2))
 
 
 def test_point_chain_and_interpolation_are_scatter_plots(toy_model, tmp_path):

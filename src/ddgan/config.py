@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from src.ddgan.data.image_folder import ImageFolderDataModule
 from src.ddgan.diffusion import validate_schedule
 from src.ddgan.distributed import is_gan_ddp_strategy
 from src.ddgan.mixture import validate_centers
@@ -134,10 +135,21 @@ def data_sample_shape(datamodule) -> list[int] | None:
     return None
 
 
+def world_size(trainer: DictConfig) -> int:
+    """Processes the trainer config asks for: devices per node x nodes (1 where only Lightning can tell)."""
+    devices = count_devices(trainer.get("devices", "auto"), str(trainer.get("accelerator", "auto"))) or 1
+    num_nodes = trainer.get("num_nodes", 1)
+    return max(1, devices) * (num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1)
+
+
 def check_data_available(datamodule, cfg: DictConfig) -> None:
-    """Fail at once when the data is missing: with data.download=false, prepare_data() only checks (DataError)."""
+    """Fail at once when the data is missing or unusable (DataError): with data.download=false, prepare_data() only
+    checks; folders of images (and LMDBs) are set up now, so bad files and too few images for one batch per device
+    stop the run before the model is built."""
     if cfg.data.get("download") is False:
         datamodule.prepare_data()
+    if isinstance(datamodule, ImageFolderDataModule):
+        datamodule.setup("fit", world_size=world_size(cfg.trainer))
 
 
 def validate_data_matches_model(datamodule, cfg: DictConfig) -> None:

@@ -32,6 +32,7 @@ from src.ddgan.metrics import (
 )
 from src.ddgan.metrics.extractors import to_uint8
 from src.ddgan.module import DDGAN
+from src.ddgan.precision import autocast
 from src.ddgan.sampling import PerSampleGenerator
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,14 @@ def rank_indices(num_samples: int, rank: int, world_size: int) -> range:
 
 
 def generated_batches(model: DDGAN, indices: Sequence[int], *, batch_size: int, seed: int,
-                      use_ema: bool = True) -> Iterator[torch.Tensor]:
-    """uint8 samples (n, C, H, W) of `model`, batch_size at a time; sample i depends only on (seed, i)."""
+                      use_ema: bool = True, precision: str = "32") -> Iterator[torch.Tensor]:
+    """uint8 samples (n, C, H, W) of `model`, batch_size at a time; sample i depends only on (seed, i).
+    precision=bf16: the generator runs under bf16 autocast."""
     for start in range(0, len(indices), batch_size):
         batch = list(indices[start:start + batch_size])
-        rng = PerSampleGenerator(seed, batch, model.device)
-        yield to_uint8(model.sample(len(batch), rng=rng, use_ema=use_ema))
+        with autocast(model.device, precision):
+            samples = model.sample(len(batch), rng=PerSampleGenerator(seed, batch, model.device), use_ema=use_ema)
+        yield to_uint8(samples)
 
 
 def load_npz_images(path: str | Path) -> torch.Tensor:
@@ -145,9 +148,10 @@ class SampleQuality:
         classifier: DigitClassifier | None = None,  # digit classifier (needed by modes)
         pr_k: int = 3,  # k of the k-NN manifolds of precision / recall
         is_splits: int = 10,  # IS is averaged over this many chunks
+        precision: str = "32",  # bf16: extractor and classifier under bf16 autocast (the statistics stay fp32)
     ) -> None:
         self.metrics = validate_metrics(metrics)
-        self.extractor, self.classifier = extractor, classifier
+        self.extractor, self.classifier, self.precision = extractor, classifier, precision
         if {"fid", "pr"} & set(self.metrics) and reference is None:
             raise ValueError(f"metrics={self.metrics} need a real-data reference")
         if "is" in self.metrics and extractor.num_classes is None:
@@ -178,7 +182,10 @@ class SampleQuality:
         """Add generated uint8 images (N, C, H, W)."""
         device = next(self.extractor.parameters()).device
         images = images.to(device)
-        features, logits = self.extractor.features_and_logits(images)
+        with autocast(device, self.precision):
+            features, logits = self.extractor.features_and_logits(images)
+            modes = predict_stacked_modes(self.classifier, images).to(device) if "modes" in self.states else None
+        features, logits = features.float(), logits.float() if logits is not None else None
         if "fid" in self.states:
             self.states["fid"].update(features, real=False)
         if "is" in self.states:
@@ -186,7 +193,7 @@ class SampleQuality:
         if "pr" in self.states:
             self.states["pr"].update(features, real=False)
         if "modes" in self.states:
-            self.states["modes"].update(predict_stacked_modes(self.classifier, images).to(device))
+            self.states["modes"].update(modes)
 
     def compute(self) -> dict[str, float]:
         """{fid, is, is_std, precision, recall, modes_covered, mode_kl} (those asked for), over all ranks."""

@@ -1,4 +1,4 @@
-"""Image conversions and grids: [-1, 1] float tensors to uint8 arrays and PNG files."""
+"""Image conversions and grids: [-1, 1] float tensors to uint8 arrays and PNG files (grids of small images upscaled)."""
 import math
 from pathlib import Path
 
@@ -18,8 +18,20 @@ def save_png(image: np.ndarray, path: Path) -> None:
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
 
 
+def grid_scale(image_size: int) -> int:
+    """Nearest-neighbour upscale of a grid of image_size-px images: tiles of at least 128 px, so >= 2x for 64 px or
+    less (32 px: 4x); larger images stay 1x."""
+    return max(2, math.ceil(128 / image_size)) if image_size <= 64 else 1
+
+
+def save_grid_image(grid: torch.Tensor, path: Path, image_size: int) -> None:
+    """A (C, H', W') grid in [-1, 1] of image_size-px tiles as PNG, upscaled (nearest) by grid_scale(image_size)."""
+    scale = grid_scale(image_size)
+    save_png(to_uint8(grid[None])[0].repeat(scale, axis=0).repeat(scale, axis=1), path)
+
+
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """(N, C, H, W) in [-1, 1] as one PNG grid, nrow images per row (default: square)."""
+    """(N, C, H, W) in [-1, 1] as one PNG grid, nrow images per row (default: square), upscaled for reading."""
     nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
     grid = make_grid(images.float().clamp(-1, 1), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
-    save_png(to_uint8(grid[None] * 2 - 1)[0], path)
+    save_grid_image(grid * 2 - 1, path, max(images.shape[-2:]))

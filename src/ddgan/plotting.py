@@ -1,4 +1,5 @@
-"""Figures: 2-D samples over mixture centers."""
+"""Figures: 2-D samples over mixture centers, evaluation metrics against iteration."""
+import math
 from pathlib import Path
 
 import matplotlib
@@ -23,3 +24,30 @@ def plot_mixture_samples(samples: torch.Tensor, centers: torch.Tensor, std: floa
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
+
+
+CURVES = {"modes_covered": "modes covered", "high_quality_fraction": "high-quality fraction", "mode_kl": "mode KL",
+          "fid": "FID", "is": "Inception Score", "precision": "precision", "recall": "recall"}
+
+
+def plot_metric_curves(history: list[dict], path: Path) -> bool:
+    """One small panel per metric of CURVES found in `history` (records with `iteration`), against iteration;
+    False (nothing written) when there is none."""
+    names = [name for name in CURVES if any(name in record for record in history)]
+    if not names:
+        return False
+    cols = min(len(names), 4)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), dpi=100, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [(record["iteration"], record[name]) for record in history if name in record]
+        ax.plot(*zip(*points), marker="o", ms=3, lw=1)
+        title = CURVES[name] + (f" (of {history[-1]['num_modes']})" if name == "modes_covered" and "num_modes" in history[-1] else "")
+        ax.set(title=title, xlabel="iteration")
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True

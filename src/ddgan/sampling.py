@@ -56,7 +56,7 @@ def sample(
     for t in reversed(range(start_step)):  # x is at level t + 1
         t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         z = randn((x.shape[0], nz), x, rng)
-        x0_pred = generator(x, t_batch, z)
+        x0_pred = generator(x, t_batch, z).to(x.dtype)  # under autocast G gives bf16: the posterior stays fp32
         x = schedule.sample_posterior(x0_pred, x, t_batch, noise=randn(x.shape, x, rng))  # level t
         levels.append(x)
         predictions.append(x0_pred)

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from src.ddgan.images import save_png, to_uint8
+from src.ddgan.images import save_grid_image, to_uint8
 from src.ddgan.plotting import plt  # the Agg backend
 from src.ddgan.sampling import PerSampleGenerator, sample
 
@@ -53,7 +53,7 @@ def chain_grid(levels: Sequence[Tensor], predictions: Sequence[Tensor]) -> Tenso
 
 
 def save_chain_grid(levels: Sequence[Tensor], predictions: Sequence[Tensor], path: Path) -> None:
-    save_png(to_uint8(chain_grid(levels, predictions)[None])[0], path)
+    save_grid_image(chain_grid(levels, predictions), path, max(levels[0].shape[-2:]))
 
 
 def save_gif(frames: Sequence[np.ndarray], path: Path, frame_ms: int = 700, last_frame_ms: int = 1800) -> None:
@@ -190,7 +190,7 @@ def latent_interpolation(model, num_rows: int, num_steps: int, *, seed: int, sha
 def save_interpolation_grid(samples: Tensor, path: Path) -> None:
     """(rows, steps, C, H, W) as a grid, one interpolation per row."""
     grid = make_grid(samples.flatten(0, 1).clamp(-1, 1), nrow=samples.shape[1], padding=2, pad_value=1.0)
-    save_png(to_uint8(grid[None])[0], path)
+    save_grid_image(grid, path, max(samples.shape[-2:]))
 
 
 def interpolation_points_figure(samples: Tensor, centers: Tensor | None = None):

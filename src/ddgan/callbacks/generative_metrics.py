@@ -6,7 +6,7 @@ from typing import TypeVar
 
 import lightning as L
 
-from src.ddgan.callbacks.mixture_eval import update_metrics_file
+from src.ddgan.callbacks.run_metrics import record_evaluation, write_metric_curves
 from src.ddgan.evaluation import (
     RUN_CLASSIFIER_FILE,
     SampleQuality,
@@ -36,7 +36,8 @@ def rank_zero_first(trainer: L.Trainer, name: str, make: Callable[[], T]) -> T:
 class GenerativeMetrics(L.Callback):
     """Samples `num_samples` images from the EMA generator (sample i seeded by (seed, i), each rank its share),
     scores them against the first `num_real` train images and logs `eval/<metric>`; rank zero merges the numbers
-    into `<output_dir>/metrics.json`.
+    into `<output_dir>/metrics.json`, appends them to `metrics_history.jsonl` and, at the end of training, draws
+    `metric_curves.png`.
 
     At fit start (before any training step) it builds the feature extractor, so missing Inception weights fail
     at once; for `feature_extractor="digits"` it uses the run's own `<output_dir>/digit_classifier.pt`, else
@@ -140,8 +141,7 @@ class GenerativeMetrics(L.Callback):
         results = self.quality.score(batches)
         self.last_iteration = module.iteration
         if trainer.is_global_zero:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            update_metrics_file(self.output_dir / "metrics.json", results | {
+            record_evaluation(self.output_dir, results | {
                 "epoch": epochs_done, "iteration": module.iteration, "num_samples": self.num_samples,
                 "num_real": self.num_real, "feature_extractor": self.quality.extractor.name})
             log.info(f"iteration {module.iteration}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
@@ -153,13 +153,17 @@ class GenerativeMetrics(L.Callback):
         module.log_dict(self.evaluate(trainer, module, trainer.current_epoch + 1), sync_dist=True)  # equal on all ranks
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        """The final evaluation (unless the last epoch had one): still on the training devices, unlike on_fit_end."""
-        if self.quality is None or self.last_iteration == module.iteration:
+        """The final evaluation (unless the last epoch had one), still on the training devices, unlike on_fit_end;
+        then the metric curves."""
+        if self.quality is None:
             return
-        logged = self.evaluate(trainer, module, trainer.current_epoch)
-        for logger in trainer.loggers:
-            logger.log_metrics(logged, step=trainer.global_step)
-            logger.save()
+        if self.last_iteration != module.iteration:
+            logged = self.evaluate(trainer, module, trainer.current_epoch)
+            for logger in trainer.loggers:
+                logger.log_metrics(logged, step=trainer.global_step)
+                logger.save()
+        if trainer.is_global_zero:
+            write_metric_curves(self.output_dir)
 
     # ---- checkpointed state: an already evaluated final iteration is not evaluated again on resume --
     def state_dict(self) -> dict:

@@ -1,27 +1,20 @@
 """Quality and mode coverage of the EMA generator on 2-D Gaussian mixtures, during and after training."""
-import json
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from src.ddgan.callbacks.run_metrics import record_evaluation, write_metric_curves
 from src.ddgan.mixture import mixture_metrics
 from src.ddgan.plotting import plot_mixture_samples
-
-
-def update_metrics_file(path: Path, metrics: dict) -> None:
-    """Merge `metrics` into the JSON file at `path`, written atomically."""
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(existing | metrics, indent=2))
-    tmp.replace(path)
 
 
 class MixtureEvaluation(L.Callback):
     """Every `every_n_epochs` epochs and at the end: sample, score against the mixture, log, plot.
 
-    Writes `<output_dir>/metrics.json` (latest numbers) and `<output_dir>/samples_epoch{E}.png`
-    (`samples.png` at the end). Samples are drawn with a fixed seed, so epochs are comparable.
+    Writes `<output_dir>/metrics.json` (latest numbers), `metrics_history.jsonl` (every evaluation),
+    `<output_dir>/samples_epoch{E}.png` (`samples.png` at the end) and, at the end, `metric_curves.png`.
+    Samples are drawn with a fixed seed, so epochs are comparable.
     """
 
     def __init__(self, output_dir: str, every_n_epochs: int = 5, num_samples: int = 10_000, seed: int = 1234):
@@ -36,8 +29,7 @@ class MixtureEvaluation(L.Callback):
         samples = module.sample(self.num_samples, rng=rng).float().cpu() / data.scale
         metrics = mixture_metrics(samples, data.centers, data.std)
         if trainer.is_global_zero:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            update_metrics_file(self.output_dir / "metrics.json", metrics | {"epoch": trainer.current_epoch, "iteration": module.iteration})
+            record_evaluation(self.output_dir, metrics | {"epoch": trainer.current_epoch, "iteration": module.iteration})
             title = f"T={module.schedule.num_timesteps}, iteration {module.iteration}: {metrics['modes_covered']}/{metrics['num_modes']} modes, {metrics['high_quality_fraction']:.1%} high quality"
             plot_mixture_samples(samples, data.centers, data.std, self.output_dir / plot_name, title=title)
         return metrics
@@ -49,6 +41,8 @@ class MixtureEvaluation(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, module) -> None:
         metrics = self.evaluate(trainer, module, "samples.png")
+        if trainer.is_global_zero:
+            write_metric_curves(self.output_dir)
         if trainer.logger is not None:
             trainer.logger.log_metrics({f"eval/{k}": float(v) for k, v in metrics.items()}, step=trainer.global_step)
             trainer.logger.save()

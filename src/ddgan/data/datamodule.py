@@ -59,19 +59,24 @@ class ImageDataModule(L.LightningDataModule):
         """The un-flipped train set of (image (C, H, W) float32 in [-1, 1], int label); called once in setup()."""
         raise NotImplementedError
 
-    def setup(self, stage: str | None = None) -> None:
-        """Build the train set once per process; raises DataError before any training work."""
-        if self.train_dataset is not None:
-            return
-        dataset = self.build_train_dataset()
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        if len(dataset) // world_size < self.batch_size_per_device:
+    def describe(self) -> str:
+        """What the data is, for messages (folders name their path)."""
+        return type(self).__name__
+
+    def setup(self, stage: str | None = None, world_size: int | None = None) -> None:
+        """Build the train set once per process and check that every device gets a batch (world_size: the
+        trainer's, else 1); raises DataError before any training work."""
+        if self.train_dataset is None:
+            dataset = self.build_train_dataset()
+            self.train_dataset = RandomHorizontalFlip(dataset) if self.hflip else dataset
+        world_size = world_size or (self.trainer.world_size if self.trainer is not None else 1)
+        count, batch = len(self.train_dataset), self.batch_size_per_device
+        if count // world_size < batch:
             raise DataError(
-                f"{type(self).__name__} has {len(dataset)} images, fewer than batch_size_per_device="
-                f"{self.batch_size_per_device} on each of {world_size} devices (drop_last would yield no batch); "
-                "add data or lower data.batch_size_per_device"
+                f"{self.describe()} has {count} images, fewer than one batch: batch_size_per_device={batch} on each "
+                f"of {world_size} device(s) needs {batch * world_size} (drop_last would yield no batch); "
+                "add images or lower data.batch_size_per_device"
             )
-        self.train_dataset = RandomHorizontalFlip(dataset) if self.hflip else dataset
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, drop_last batches of (images, labels)."""

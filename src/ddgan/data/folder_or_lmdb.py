@@ -55,6 +55,7 @@ class CelebAHQ256DataModule(FolderOrLMDBDataModule):
         data_dir: str,  # folder of images or LMDB of the train split
         format: str = "auto",  # auto | folder | lmdb
         image_size: int = 256,  # side of the square training images
+        resize: bool = True,  # folders: resize + center crop (False: images must be image_size x image_size)
         hflip: bool = True,  # random horizontal flip (paper: yes)
         skip_bad_images: bool = False,  # folders: drop (and count) unreadable / too-small files
         allow_upscale: bool = False,  # upscale images smaller than image_size instead of failing
@@ -67,7 +68,7 @@ class CelebAHQ256DataModule(FolderOrLMDBDataModule):
         seed: int = 0,  # shuffle generator seed
     ) -> None:
         super().__init__(
-            format=format, data_dir=data_dir, image_size=image_size, hflip=hflip, skip_bad_images=skip_bad_images,
+            format=format, data_dir=data_dir, image_size=image_size, resize=resize, hflip=hflip, skip_bad_images=skip_bad_images,
             allow_upscale=allow_upscale, max_images=max_images, batch_size_per_device=batch_size_per_device,
             num_workers=num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
             prefetch_factor=prefetch_factor, seed=seed,
@@ -84,6 +85,7 @@ class LSUNChurch256DataModule(FolderOrLMDBDataModule):
         data_dir: str,  # church_outdoor_train_lmdb/ as downloaded, our LMDB, or a folder of images
         format: str = "auto",  # auto | folder | lmdb
         image_size: int = 256,  # side of the square training images
+        resize: bool = True,  # folders: resize + center crop (False: images must be image_size x image_size)
         hflip: bool = True,  # random horizontal flip (paper: yes)
         skip_bad_images: bool = False,  # folders: drop (and count) unreadable / too-small files
         allow_upscale: bool = False,  # upscale images smaller than image_size instead of failing
@@ -96,7 +98,7 @@ class LSUNChurch256DataModule(FolderOrLMDBDataModule):
         seed: int = 0,  # shuffle generator seed
     ) -> None:
         super().__init__(
-            format=format, data_dir=data_dir, image_size=image_size, hflip=hflip, skip_bad_images=skip_bad_images,
+            format=format, data_dir=data_dir, image_size=image_size, resize=resize, hflip=hflip, skip_bad_images=skip_bad_images,
             allow_upscale=allow_upscale, max_images=max_images, batch_size_per_device=batch_size_per_device,
             num_workers=num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
             prefetch_factor=prefetch_factor, seed=seed,

@@ -1,8 +1,9 @@
-"""Any folder tree of images at image_size x image_size (resize shorter side + center crop), labels -1.
+"""Any folder tree of images at image_size x image_size (with resize: shorter side resized + center crop), labels -1.
 
-Bad files are found when the datamodule is set up, before training: every file's header is read (cheap:
-no pixel decoding), so unreadable files and images smaller than image_size fail at once with the file
-named, or, with skip_bad_images, are dropped and counted. A file whose header is fine but whose pixel data
+Bad files are found when the datamodule is set up, before training (src.train sets it up before it builds the
+model): every file's header is read (cheap: no pixel decoding), so unreadable files, images of another size
+(without resize) and images smaller than image_size (with resize) fail at once with the file named, or, with
+skip_bad_images, are dropped and counted. A file whose header is fine but whose pixel data
 is truncated can only fail when decoded; then the loader raises a DataError naming it, or with
 skip_bad_images logs it and returns the next readable image instead.
 """
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset
 
 from .datamodule import ImageDataModule
 from .errors import DataError
-from .images import IMAGE_EXTENSIONS, check_large_enough, decode_rgb, fit_square, list_image_files, read_image_size
+from .images import IMAGE_EXTENSIONS, check_size, decode_rgb, fit_square, list_image_files, read_image_size
 from .tensors import NO_LABEL, pil_to_model_tensor
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,10 @@ class FolderScan:
 
 
 def scan_image_folder(root: Path, image_size: int, *, skip_bad_images: bool, allow_upscale: bool,
-                      max_images: int | None) -> FolderScan:
+                      max_images: int | None, resize: bool) -> FolderScan:
     """Check the headers of the image files under `root` (sorted), keeping the first `max_images` usable ones.
 
-    Raises DataError naming the first unreadable or too-small file, unless skip_bad_images.
+    Raises DataError naming the first unreadable or unfitting file (see check_size), unless skip_bad_images.
     """
     scan = FolderScan(files=[])
     for path in list_image_files(root):
@@ -42,7 +43,7 @@ def scan_image_folder(root: Path, image_size: int, *, skip_bad_images: bool, all
             break
         try:
             size = read_image_size(path, str(path))
-            check_large_enough(size, image_size, str(path), allow_upscale=allow_upscale)
+            check_size(size, image_size, str(path), resize=resize, allow_upscale=allow_upscale)
         except DataError as error:
             if not skip_bad_images:
                 raise
@@ -90,16 +91,18 @@ class ImageFolderDataset(Dataset):
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """Every image under data_dir (recursive; png, jpg, webp, ...), resized + center-cropped to image_size."""
+    """Every image under data_dir (recursive; png, jpg, webp, ...) of image_size x image_size, or any size with
+    resize (shorter side resized to image_size + center crop)."""
 
     def __init__(
         self,
         *,
         data_dir: str,  # root folder, searched recursively
         image_size: int = 256,  # side of the square training images
+        resize: bool = False,  # resize + center-crop images of another size (False: they fail with the fix)
         hflip: bool = True,  # random horizontal flip
-        skip_bad_images: bool = False,  # drop (and count) unreadable / too-small files instead of failing
-        allow_upscale: bool = False,  # upscale images smaller than image_size instead of failing
+        skip_bad_images: bool = False,  # drop (and count) unreadable / unfitting files instead of failing
+        allow_upscale: bool = False,  # with resize: upscale images smaller than image_size instead of failing
         max_images: int | None = None,  # keep the first N usable files in sorted path order (None: all)
         batch_size_per_device: int = 16,  # loader batch per process
         num_workers: int = 4,  # loader workers per device
@@ -120,9 +123,13 @@ class ImageFolderDataModule(ImageDataModule):
             seed=seed,
         )
         self.data_dir = Path(data_dir)
+        self.resize = resize
         self.skip_bad_images = skip_bad_images
         self.allow_upscale = allow_upscale
         self.max_images = max_images
+
+    def describe(self) -> str:
+        return f"data dir {self.data_dir}"
 
     def missing_data_message(self) -> str:
         """One line for a data_dir that does not exist."""
@@ -141,7 +148,7 @@ class ImageFolderDataModule(ImageDataModule):
         if not self.data_dir.is_dir():
             raise DataError(f"data dir {self.data_dir} is not a folder; point data.data_dir at a folder of images")
         scan = scan_image_folder(self.data_dir, self.image_size, skip_bad_images=self.skip_bad_images,
-                                 allow_upscale=self.allow_upscale, max_images=self.max_images)
+                                 allow_upscale=self.allow_upscale, max_images=self.max_images, resize=self.resize)
         self.skipped_images = scan.skipped
         return ImageFolderDataset(scan.files, image_size=self.image_size, allow_upscale=self.allow_upscale,
                                   skip_bad_images=self.skip_bad_images)

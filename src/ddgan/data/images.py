@@ -53,6 +53,17 @@ def check_large_enough(size: tuple[int, int], resolution: int, name: str, *, all
         )
 
 
+def check_size(size: tuple[int, int], resolution: int, name: str, *, resize: bool, allow_upscale: bool) -> None:
+    """DataError unless an image of `size` (w, h) can serve at resolution x resolution: exactly that size, or, with
+    resize, a shorter side of at least `resolution` (any, with allow_upscale)."""
+    if resize:
+        check_large_enough(size, resolution, name, allow_upscale=allow_upscale)
+    elif size != (resolution, resolution):
+        square = f"set data.image_size={size[0]} or " if size[0] == size[1] else ""
+        raise DataError(f"image {name} is {size[0]}x{size[1]}, but data.image_size={resolution} expects "
+                        f"{resolution}x{resolution} images: {square}set data.resize=true (resize + center crop)")
+
+
 def fit_square(image: Image.Image, resolution: int, name: str, *, allow_upscale: bool) -> Image.Image:
     """Resize the shorter side to `resolution` and center-crop to resolution x resolution."""
     check_large_enough(image.size, resolution, name, allow_upscale=allow_upscale)
