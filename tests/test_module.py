@@ -67,6 +67,16 @@ def test_ema_update_is_an_exponential_moving_average():
     assert not any(p.requires_grad for p in model.generator_ema.parameters())
 
 
+def test_ema_warmup_starts_from_a_short_average_and_reaches_ema_decay():
+    model = tiny_ddgan(ema_decay=0.999, ema_warmup=True)
+    assert model.ema_decay_now() == 0.1  # iteration 0: (1 + 0) / (10 + 0)
+    model.iteration = 90
+    assert model.ema_decay_now() == 0.91
+    model.iteration = 10**6
+    assert model.ema_decay_now() == 0.999
+    assert tiny_ddgan(ema_decay=0.999).ema_decay_now() == 0.999  # off by default: the released EMA
+
+
 def test_only_the_discriminator_moves_in_the_d_step_and_only_the_generator_in_the_g_step(tmp_path):
     model = tiny_ddgan()
     fit(model, tmp_path, iterations=1)  # attaches optimizers

@@ -74,6 +74,7 @@ class DDGAN(L.LightningModule):
         r1_gamma: float = 0.02,  # R1 weight: loss += r1_gamma / 2 * E||∇D(x_t)||²
         lazy_reg: int = 15,  # R1 every lazy_reg iterations
         ema_decay: float = 0.9999,  # EMA of G's weights
+        ema_warmup: bool = False,  # decay min(ema_decay, (1 + n) / (10 + n)) at iteration n: short runs forget the init
         max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
         compile: bool = False,  # torch.compile the forward of G, D and the EMA G
         compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
@@ -232,11 +233,16 @@ class DDGAN(L.LightningModule):
         if self.divergence is not None:  # every process reaches the same verdict: the inputs were averaged
             raise TrainingDiverged(self.divergence)
 
+    def ema_decay_now(self) -> float:
+        """The EMA decay of this iteration: ema_decay, or with ema_warmup min(ema_decay, (1 + n) / (10 + n))."""
+        decay, n = self.hparams.ema_decay, self.iteration
+        return min(decay, (1 + n) / (10 + n)) if self.hparams.get("ema_warmup", False) else decay
+
     @torch.no_grad()
     def update_ema(self) -> None:
         """θ_ema ← decay·θ_ema + (1 - decay)·θ for G's parameters; buffers are copied."""
         ema_params, params = list(self.generator_ema.parameters()), list(self.generator.parameters())
-        torch._foreach_lerp_(ema_params, params, 1 - self.hparams.ema_decay)
+        torch._foreach_lerp_(ema_params, params, 1 - self.ema_decay_now())
         if ema_buffers := list(self.generator_ema.buffers()):
             torch._foreach_copy_(ema_buffers, list(self.generator.buffers()))
 
