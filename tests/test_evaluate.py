@@ -41,6 +41,8 @@ TINY_DIGITS = [
     "callbacks.generative_metrics.num_real=100",
     "callbacks.generative_metrics.batch_size_per_device=32",
     "callbacks.generative_metrics.classifier_epochs=2",  # a rough classifier is enough to test the wiring
+    "callbacks.generative_metrics.final_num_samples=null",
+    "callbacks.generative_metrics.precision=32",
 ]
 
 
@@ -91,6 +93,19 @@ def test_image_run_pictures_and_summary(tiny_run):
     assert line.startswith(f"done: iteration 2 | fid {history['fid']:.3g}, is {history['is']:.3g}, ")
     assert f"modes {history['modes_covered']}, kl {history['mode_kl']:.3g} | run {run_dir} | samples {grid} |" in line
     assert line.endswith(f"checkpoint {run_dir / 'checkpoints' / 'last.ckpt'}")
+
+
+def test_evaluations_every_n_iterations_and_a_larger_final_one(tiny_run, tmp_path):
+    _, data_dir = tiny_run
+    overrides = TINY_DIGITS + [f"paths.data_dir={data_dir}", "trainer.max_epochs=-1", "~trainer.limit_train_batches",
+                               "callbacks.iteration_budget.max_iterations=3",
+                               "callbacks.generative_metrics.every_n_iterations=1",
+                               "callbacks.generative_metrics.final_num_samples=40"]
+    train(compose_config(overrides, output_dir=tmp_path / "run"))
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics_history.jsonl").read_text().splitlines()]
+    # every iteration with num_samples, then the last one again at the end of fit, with final_num_samples
+    assert [(h["iteration"], h["num_samples"]) for h in history] == [(1, 60), (2, 60), (3, 60), (3, 40)]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["num_samples"] == 40
 
 
 def test_resumed_run_reuses_the_classifier_and_the_cached_reference(tiny_run, tmp_path, monkeypatch):

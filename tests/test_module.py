@@ -187,3 +187,20 @@ def test_r1_under_an_fp16_grad_scaler_equals_the_plain_r1():
     model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16)))
     scaled = model.r1(model.discriminator(x_t, t, x_tp1), x_t)
     torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=0)
+
+
+def test_reconstruction_term_adds_the_l1_of_x0_pred_to_the_g_loss(monkeypatch):
+    """reconstruction_weight > 0: the G loss is the adversarial loss + weight * E|x̂_0 - x_0| (logged)."""
+    x_0 = torch.randn(8, 2)
+    losses = {}
+    for weight in (0.0, 2.0):
+        torch.manual_seed(0)
+        model = tiny_ddgan(reconstruction_weight=weight)
+        model.manual_backward = lambda loss: loss.backward()
+        model.optimizers = lambda opts=[torch.optim.SGD(model.discriminator.parameters(), lr=0),
+                                        torch.optim.SGD(model.generator.parameters(), lr=0)]: opts
+        losses[weight] = model.generator_step(x_0)
+    assert "reconstruction" not in losses[0.0]
+    # same seed, same draws: the loss differs by exactly weight * the logged term
+    torch.testing.assert_close(losses[2.0]["loss_g"], losses[0.0]["loss_g"] + 2.0 * losses[2.0]["reconstruction"])
+    assert losses[2.0]["reconstruction"] > 0

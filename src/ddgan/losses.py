@@ -1,4 +1,4 @@
-"""DDGAN's adversarial losses: non-saturating logistic GAN losses and the R1 penalty."""
+"""DDGAN's losses: non-saturating logistic GAN losses, the R1 penalty and WaveDiff's reconstruction term."""
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,3 +23,8 @@ def r1_penalty(logits_real: Tensor, x_t: Tensor) -> Tensor:
     """E ||∇_{x_t} D(x_t, t, x_{t+1})||² on real x_t (x_t must require grad); differentiable."""
     (grad,) = torch.autograd.grad(logits_real.sum(), x_t, create_graph=True)
     return grad.square().flatten(1).sum(1).mean()
+
+
+def reconstruction_loss(x0_pred: Tensor, x_0: Tensor) -> Tensor:
+    """E|G(x_{t+1}, t, z) - x_0|, the L1 reconstruction term WaveDiff adds to the G loss (mean over elements)."""
+    return (x0_pred - x_0).abs().mean()

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from src.ddgan.diffusion import VPSchedule, sample_timesteps
 from src.ddgan.distributed import all_reduce_mean_, seed_process
-from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty
+from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty, reconstruction_loss
 from src.ddgan.sampling import RandomSource, randn, sample
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class DDGAN(L.LightningModule):
         lazy_reg: int = 15,  # R1 every lazy_reg iterations
         ema_decay: float = 0.9999,  # EMA of G's weights
         ema_warmup: bool = False,  # decay min(ema_decay, (1 + n) / (10 + n)) at iteration n: short runs forget the init
+        reconstruction_weight: float = 0.0,  # G loss += weight * E|x̂_0 - x_0| on the real pairs (WaveDiff); 0: the paper's loss
         max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
         compile: bool = False,  # torch.compile the forward of G, D and the EMA G
         compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
@@ -118,10 +119,14 @@ class DDGAN(L.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last and x.ndim == 4 else x
 
     # ---- one training iteration ----------------------------------------------------------------
+    def predict_x0(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
+        """x̂_0 = G(x_{t+1}, t, z) with a fresh z, in fp32."""
+        z = torch.randn(x_tp1.shape[0], self.hparams.nz, device=x_tp1.device, dtype=x_tp1.dtype)
+        return generator(x_tp1, t, z).float()
+
     def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
         """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), fresh z (posterior in fp32)."""
-        z = torch.randn(x_tp1.shape[0], self.hparams.nz, device=x_tp1.device, dtype=x_tp1.dtype)
-        return self.schedule.sample_posterior(generator(x_tp1, t, z).float(), x_tp1, t)
+        return self.schedule.sample_posterior(self.predict_x0(generator, x_tp1, t), x_tp1, t)
 
     def real_pair(self, x_0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """t ~ U{0..T-1} and a real pair (x_t, x_{t+1}) from data x_0."""
@@ -174,11 +179,17 @@ class DDGAN(L.LightningModule):
         t, _, x_tp1 = self.real_pair(x_0)  # fresh t, pair and z
         self.discriminator.requires_grad_(False)
         try:
-            logits = self.discriminator(self.denoise(self.generator, x_tp1, t), t, x_tp1).float()
+            x0_pred = self.predict_x0(self.generator, x_tp1, t)
+            logits = self.discriminator(self.schedule.sample_posterior(x0_pred, x_tp1, t), t, x_tp1).float()
             with self.full_precision():
                 loss = g_loss(logits)
+                logs = {}
+                if self.hparams.get("reconstruction_weight", 0.0) > 0:
+                    reconstruction = reconstruction_loss(x0_pred, x_0)
+                    loss = loss + self.hparams.reconstruction_weight * reconstruction
+                    logs["reconstruction"] = reconstruction.detach()
             self.manual_backward(loss)
-            return self.update(self.optimizers()[1], "g", self.generator, {"loss_g": loss.detach()})
+            return self.update(self.optimizers()[1], "g", self.generator, {"loss_g": loss.detach(), **logs})
         finally:
             self.discriminator.requires_grad_(True)
 

@@ -21,6 +21,7 @@ from src.ddgan.evaluation import (
 )
 from src.ddgan.metrics import DigitFeatures, build_feature_extractor, load_digit_classifier
 from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS
+from src.ddgan.precision import validate_precision
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,9 @@ class GenerativeMetrics(L.Callback):
         *,
         output_dir: str,  # the run directory: metrics.json, and digit_classifier.pt when one is trained here
         every_n_epochs: int = 10,  # evaluate after every N-th epoch (0: only at the end of fit)
+        every_n_iterations: int = 0,  # also evaluate after every N-th iteration (0: never mid-epoch)
+        final_num_samples: int | None = None,  # generated images of the evaluation at the end of fit (None: num_samples)
+        precision: str = "32",  # 32 | bf16: the generator and the feature networks under bf16 autocast
         metrics: Sequence[str] = ("fid", "is", "pr"),  # any of fid | is | pr | modes
         num_samples: int = 50_000,  # generated images per evaluation, over all ranks
         num_real: int = 50_000,  # the first num_real train images form the reference
@@ -69,7 +73,9 @@ class GenerativeMetrics(L.Callback):
         is_splits: int = 10,  # IS chunks
     ) -> None:
         self.output_dir = Path(output_dir)
-        self.every_n_epochs = every_n_epochs
+        self.every_n_epochs, self.every_n_iterations = every_n_epochs, every_n_iterations
+        self.final_num_samples = final_num_samples or num_samples
+        self.precision = validate_precision(precision)
         self.metrics = validate_metrics(metrics)
         self.num_samples, self.num_real = num_samples, num_real
         self.batch_size_per_device, self.seed = batch_size_per_device, seed
@@ -86,6 +92,7 @@ class GenerativeMetrics(L.Callback):
         self.pr_k, self.is_splits = pr_k, is_splits
         self.quality: SampleQuality | None = None
         self.last_iteration: int | None = None  # iteration of the latest evaluation (checkpointed)
+        self.last_num_samples: int | None = None  # its number of samples (checkpointed)
 
     # ---- set-up at fit start: extractor, classifier, reference ---------------------------------
     def needs_classifier(self) -> bool:
@@ -127,7 +134,7 @@ class GenerativeMetrics(L.Callback):
             extractor, self.metrics, cache_dir=self.reference_cache_dir, dataset_name=name,
             real_images=lambda: real_batches(datamodule, self.num_real, batch_size=self.batch_size_per_device)))
         quality = SampleQuality(extractor, self.metrics, reference=real, classifier=classifier, pr_k=self.pr_k,
-                                is_splits=self.is_splits)
+                                is_splits=self.is_splits, precision=self.precision)
         return quality.to(module.device)
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -135,15 +142,19 @@ class GenerativeMetrics(L.Callback):
             self.quality = self.setup_quality(trainer, module)
 
     # ---- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, trainer: L.Trainer, module: L.LightningModule, epochs_done: int) -> dict[str, float]:
-        indices = rank_indices(self.num_samples, trainer.global_rank, trainer.world_size)
-        batches = generated_batches(module, indices, batch_size=self.batch_size_per_device, seed=self.seed)
+    def evaluate(self, trainer: L.Trainer, module: L.LightningModule, epochs_done: int,
+                 num_samples: int | None = None) -> dict[str, float]:
+        num_samples = num_samples or self.num_samples
+        indices = rank_indices(num_samples, trainer.global_rank, trainer.world_size)
+        batches = generated_batches(module, indices, batch_size=self.batch_size_per_device, seed=self.seed,
+                                    precision=self.precision)
         results = self.quality.score(batches)
-        self.last_iteration = module.iteration
+        self.last_iteration, self.last_num_samples = module.iteration, num_samples
         if trainer.is_global_zero:
             record_evaluation(self.output_dir, results | {
-                "epoch": epochs_done, "iteration": module.iteration, "num_samples": self.num_samples,
-                "num_real": self.num_real, "feature_extractor": self.quality.extractor.name})
+                "epoch": epochs_done, "iteration": module.iteration, "num_samples": num_samples,
+                "num_real": self.num_real, "feature_extractor": self.quality.extractor.name,
+                "inference_precision": self.precision})
             log.info(f"iteration {module.iteration}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
         return {f"eval/{k}": float(v) for k, v in results.items()}
 
@@ -152,13 +163,18 @@ class GenerativeMetrics(L.Callback):
             return
         module.log_dict(self.evaluate(trainer, module, trainer.current_epoch + 1), sync_dist=True)  # equal on all ranks
 
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.quality is None or self.every_n_iterations <= 0 or module.iteration % self.every_n_iterations:
+            return
+        module.log_dict(self.evaluate(trainer, module, trainer.current_epoch), sync_dist=True)
+
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """The final evaluation (unless the last epoch had one), still on the training devices, unlike on_fit_end;
         then the metric curves."""
         if self.quality is None:
             return
-        if self.last_iteration != module.iteration:
-            logged = self.evaluate(trainer, module, trainer.current_epoch)
+        if (self.last_iteration, self.last_num_samples) != (module.iteration, self.final_num_samples):
+            logged = self.evaluate(trainer, module, trainer.current_epoch, self.final_num_samples)
             for logger in trainer.loggers:
                 logger.log_metrics(logged, step=trainer.global_step)
                 logger.save()
@@ -167,7 +183,8 @@ class GenerativeMetrics(L.Callback):
 
     # ---- checkpointed state: an already evaluated final iteration is not evaluated again on resume --
     def state_dict(self) -> dict:
-        return {"last_iteration": self.last_iteration}
+        return {"last_iteration": self.last_iteration, "last_num_samples": self.last_num_samples}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.last_iteration = state_dict.get("last_iteration")
+        self.last_num_samples = state_dict.get("last_num_samples")
