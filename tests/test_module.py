@@ -197,8 +197,8 @@ def test_reconstruction_term_adds_the_l1_of_x0_pred_to_the_g_loss(monkeypatch):
         torch.manual_seed(0)
         model = tiny_ddgan(reconstruction_weight=weight)
         model.manual_backward = lambda loss: loss.backward()
-        model.optimizers = lambda opts=[torch.optim.SGD(model.discriminator.parameters(), lr=0),
-                                        torch.optim.SGD(model.generator.parameters(), lr=0)]: opts
+        optimizers = [torch.optim.SGD(model.discriminator.parameters(), lr=0), torch.optim.SGD(model.generator.parameters(), lr=0)]
+        model.optimizers = lambda optimizers=optimizers: optimizers
         losses[weight] = model.generator_step(x_0)
     assert "reconstruction" not in losses[0.0]
     # same seed, same draws: the loss differs by exactly weight * the logged term
