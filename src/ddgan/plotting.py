@@ -40,8 +40,12 @@ def plot_metric_curves(history: list[dict], path: Path) -> bool:
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), dpi=100, squeeze=False)
     for ax, name in zip(axes.flat, names):
-        points = [(record["iteration"], record[name]) for record in history if name in record]
-        ax.plot(*zip(*points), marker="o", ms=3, lw=1)
+        sizes = sorted({record.get("num_samples") for record in history if name in record}, key=lambda n: n or 0)
+        for size in sizes:  # evaluations on different sample counts are not comparable: one line each
+            points = [(r["iteration"], r[name]) for r in history if name in r and r.get("num_samples") == size]
+            ax.plot(*zip(*points), marker="o", ms=3, lw=1, label=f"{size} samples" if size else None)
+        if len(sizes) > 1:
+            ax.legend(fontsize=7)
         title = CURVES[name] + (f" (of {history[-1]['num_modes']})" if name == "modes_covered" and "num_modes" in history[-1] else "")
         ax.set(title=title, xlabel="iteration")
         ax.title.set_fontsize(9)

@@ -26,10 +26,12 @@ def record_evaluation(output_dir: Path, record: dict) -> None:
 
 
 def read_history(output_dir: Path) -> list[dict]:
-    """The run's evaluations in iteration order, the latest one per iteration (a resumed run may repeat one)."""
+    """The run's evaluations in iteration order, the latest one per (iteration, sample count) (a resumed run may
+    repeat one)."""
     path = Path(output_dir) / HISTORY_FILE
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return sorted({record.get("iteration"): record for record in records}.values(), key=lambda r: r.get("iteration") or 0)
+    latest = {(record.get("iteration"), record.get("num_samples")): record for record in records}
+    return sorted(latest.values(), key=lambda r: r.get("iteration") or 0)
 
 
 def write_metric_curves(output_dir: Path) -> Path | None:
