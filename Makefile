@@ -1,11 +1,11 @@
-# make train | test | test-slow | lint | bench | trilemma — each creates .venv and installs on first use.
+# make train | test | test-slow | lint | bench | trilemma | digits-report — each creates .venv and installs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install train test test-slow lint bench trilemma clean
+.PHONY: install train test test-slow lint bench trilemma digits-report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP)
 ## Trilemma report on 25-Gaussians: DDGAN T=1,2,4,8 vs a Gaussian denoiser (CPU, < 30 min); overrides via ARGS="..."
 trilemma: $(STAMP)
 	$(PY) -m src.trilemma $(ARGS)
+
+## Image trilemma on stacked digits: DDGAN T=1,2,4 vs a DDPM with the same NCSN++, S=4,20,100; overrides via ARGS="..."
+digits-report: $(STAMP)
+	$(PY) -m src.digits_report $(ARGS)
 
 clean:
 	rm -rf $(VENV) logs outputs multirun .pytest_cache

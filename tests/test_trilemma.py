@@ -16,8 +16,9 @@ from src.ddgan.baselines.gaussian_denoiser import (
     train_denoiser,
 )
 from src.ddgan.diffusion import VPSchedule
+from src.ddgan.report import budget_overrides, ddgan_sweep_command
 from src.train import train
-from src.trilemma import budget_overrides, ddgan_sweep_command, report
+from src.trilemma import report
 from tests.conftest import CONFIG_DIR, TINY_TOY
 
 

@@ -5,6 +5,9 @@ It is trained on a fine discretisation (K = 1000 levels by default) of the same 
 by striding over the levels k_S = K > … > k_0 = 0. With K a multiple of T, the S = T levels are exactly
 DDGAN's T levels, so both models take the same jumps; the baseline models each jump as a Gaussian
 q(x_s | x_k, x̂_0) around its denoised mean, which is only accurate for small jumps.
+
+ε_θ is the toy generator's MLP on points (EpsilonMLP) or, on images, a DDGAN generator network itself
+(EpsilonGenerator: the same NCSN++, given the level k as its step and a zero latent).
 """
 import copy
 import itertools
@@ -55,11 +58,26 @@ class EpsilonMLP(nn.Module):
         return self.net(torch.cat([self.features(x_k), sinusoidal_embedding(k, self.time_embedding_dim)], dim=1))
 
 
+class EpsilonGenerator(nn.Module):
+    """ε_θ(x_k, k) = G(x_k, k, z = 0): a DDGAN generator network (e.g. NCSN++) as the noise predictor, the level k
+    in place of its step t and a zero latent, so the architecture is the DDGAN runs' own."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        if getattr(generator, "final_tanh", False):
+            raise ValueError("the generator squashes its output into [-1, 1] (final_tanh=True), but ε ~ N(0, I) is "
+                             "unbounded: build it with final_tanh=False")
+        self.generator = generator
+
+    def forward(self, x_k: Tensor, k: Tensor) -> Tensor:
+        return self.generator(x_k, k, x_k.new_zeros(x_k.shape[0], self.generator.nz))
+
+
 def ddpm_loss(model: nn.Module, schedule: VPSchedule, x_0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """E_{k, ε} ||ε - ε_θ(x_k, k)||², x_k = √ᾱ_k x_0 + σ_k ε, k ~ U{1..K} (k and ε drawn from `generator`)."""
+    """E_{k, ε} ||ε - ε_θ(x_k, k)||² over x_0 (N, ...), x_k = √ᾱ_k x_0 + σ_k ε, k ~ U{1..K} (k and ε drawn from `generator`)."""
     k = torch.randint(1, schedule.num_timesteps + 1, (x_0.shape[0],), device=x_0.device, generator=generator)
     noise = torch.randn(x_0.shape, device=x_0.device, dtype=x_0.dtype, generator=generator)
-    return (noise - model(schedule.q_sample(x_0, k, noise), k)).square().sum(dim=1).mean()
+    return (noise - model(schedule.q_sample(x_0, k, noise), k)).square().flatten(1).sum(dim=1).mean()
 
 
 def strided_levels(num_levels: int, num_steps: int) -> list[int]:
@@ -88,10 +106,10 @@ def sample_gaussian(model: nn.Module, schedule: VPSchedule, x_T: Tensor, num_ste
 def train_denoiser(
     model: nn.Module,
     schedule: VPSchedule,
-    data: Callable[[int, torch.Generator], Tensor],  # data(batch_size, generator) -> (batch_size, D) training points
+    data: Callable[[int, torch.Generator], Tensor],  # data(batch_size, generator) -> (batch_size, ...) training data
     *,
     iterations: int,  # optimizer steps
-    batch_size: int,  # points per step
+    batch_size: int,  # points (or images) per step
     seed: int = 0,  # one generator draws the data, the levels and the noise, in turn
     lr: float = 1e-3,  # Adam peak learning rate, cosine decay to lr_min
     lr_min: float = 1e-5,
