@@ -62,6 +62,13 @@ def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None and "_target_" in c]
 
 
+def finish_wandb_runs(loggers: list) -> None:
+    """End the wandb run of each WandbLogger, so that the next job of a multirun (same process) starts its own."""
+    for logger in loggers:
+        if getattr(logger, "_experiment", None) is not None and hasattr(logger.experiment, "finish"):
+            logger.experiment.finish()
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from `cfg`, then fit (resuming from cfg.ckpt_path)."""
     validate_train_config(cfg)
@@ -75,8 +82,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, _convert_="partial")
     model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
-    trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    loggers = build_loggers(cfg)
+    trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        finish_wandb_runs(loggers)
     if trainer.is_global_zero:
         print(summary_line(cfg.paths.output_dir, model.iteration), flush=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -113,9 +113,10 @@ def test_wandb_offline_run_gets_metrics_and_images(compose, tmp_path, monkeypatc
         "logger=wandb", "logger.wandb.offline=true", "callbacks=[mixture_eval,visualization]",
         "callbacks.visualization.num_samples=50", "callbacks.visualization.gif=false"]
     try:
-        train(compose(overrides, tmp_path))
+        train(compose(overrides, tmp_path))  # finishes its wandb run
+        assert wandb.run is None
     finally:
-        wandb.finish()
+        wandb.teardown()  # waits until the wandb service has written the run's files
     (run_dir,) = tmp_path.glob("wandb/offline-run-*")  # logger.wandb.save_dir is the run directory
     (records,) = run_dir.glob("run-*.wandb")
     assert b"train/loss_d" in records.read_bytes() and b"eval/modes_covered" in records.read_bytes()  # metrics
