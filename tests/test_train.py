@@ -2,8 +2,10 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,12 +81,47 @@ def test_explicit_centers_define_another_mixture(compose, tmp_path):
         ("data.centers=[[1,2],[3]]", "data.centers="),
         ("data.centers=[1,2]", "data.centers="),
         ("ckpt_path=/nonexistent.ckpt", "ckpt_path="),
+        ("data.batch_size_per_device=0", "data.batch_size_per_device=0 is invalid: it must be an integer >= 1"),
+        ("data.batch_size_per_device=-3", "data.batch_size_per_device=-3 is invalid"),
     ],
 )
 def test_bad_input_is_rejected_before_training(compose, tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
         train(compose(TINY_TOY + [override], tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_negative_num_workers_is_rejected_before_the_data_is_built(compose, tmp_path, monkeypatch):
+    monkeypatch.setattr("src.train.instantiate", lambda *a, **k: pytest.fail("something was built"))
+    with pytest.raises(ConfigError, match=r"data.num_workers=-1 is invalid: it must be an integer >= 0 .* set data.num_workers=0"):
+        train(compose(["experiment=stacked_digits", "data.num_workers=-1"], tmp_path))
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: a read-only one, or /sys where root ignores file modes."""
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    for folder in (read_only, Path("/sys")):
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError:
+            return folder
+    pytest.skip("no folder on this machine refuses new files")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "not writable"])
+def test_an_output_dir_that_cannot_hold_the_run_is_rejected_before_anything_is_built(compose, tmp_path, monkeypatch, where):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    output_dir, message = {
+        "a file": (tmp_path / "notes.txt", "is a file: give a directory path"),
+        "under a file": (tmp_path / "notes.txt" / "run", f"lies under {tmp_path / 'notes.txt'}, which is a file"),
+        "not writable": (unwritable_dir(tmp_path) / "run", "is not writable"),
+    }[where]
+    monkeypatch.setattr("src.train.instantiate", lambda *a, **k: pytest.fail("something was built"))
+    with pytest.raises(ConfigError, match=re.escape(f"paths.output_dir={output_dir} {message}")):
+        train(compose(TINY_TOY, output_dir))
+    assert not output_dir.is_dir()
 
 
 def test_cli_prints_one_line_for_bad_values_and_lists_unknown_experiments(tmp_path):
@@ -98,6 +135,21 @@ def test_cli_prints_one_line_for_bad_values_and_lists_unknown_experiments(tmp_pa
                      f"paths.data_dir={tmp_path / 'empty'}", f"paths.log_dir={tmp_path}")
     assert result.returncode == 2
     assert "set data.download=true" in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_cli_exits_2_with_one_line_for_an_empty_batch_and_an_empty_image_folder(tmp_path):
+    (tmp_path / "no_images" / "sub").mkdir(parents=True)
+    cases = {  # unchecked, a batch of 0 trained on empty batches until the divergence guard stopped it (exit 3)
+        "data.batch_size_per_device=0 is invalid: it must be an integer >= 1": ["data.batch_size_per_device=0"],
+        f"data.data_dir={tmp_path / 'no_images'} holds no image files, subfolders included": [
+            "data=image_folder", f"data.data_dir={tmp_path / 'no_images'}"],
+    }
+    for message, overrides in cases.items():
+        result = run_cli(*overrides, f"paths.log_dir={tmp_path / 'logs'}")
+        output = result.stdout + result.stderr
+        errors = [line for line in output.splitlines() if "[ERROR]" in line]
+        assert result.returncode == 2 and len(errors) == 1 and message in errors[0], output[-2000:]
+        assert "Traceback" not in output
 
 
 def test_many_timesteps_warn_but_train(compose, tmp_path):

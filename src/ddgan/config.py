@@ -1,6 +1,7 @@
 """Checks of a composed training config, run before anything is built: one clear line per problem."""
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -107,8 +108,44 @@ def validate_batch_for_discriminator(cfg: DictConfig) -> None:
                           f"layer needs a batch per device < {group} or a multiple of {group}.")
 
 
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_loader(data: DictConfig) -> None:
+    """data.batch_size_per_device >= 1 (0 would train on empty batches) and data.num_workers >= 0, where the data has them."""
+    batch = data.get("batch_size_per_device")
+    if batch is not None and not (is_int(batch) and batch >= 1):
+        raise ConfigError(f"data.batch_size_per_device={batch!r} is invalid: it must be an integer >= 1 (the batch of each device; "
+                          "the global batch is this x the number of devices); set e.g. data.batch_size_per_device=16.")
+    workers = data.get("num_workers")
+    if workers is not None and not (is_int(workers) and workers >= 0):
+        raise ConfigError(f"data.num_workers={workers!r} is invalid: it must be an integer >= 0 (loader processes per device; "
+                          "0 loads in the main process); set data.num_workers=0 or more.")
+
+
+def check_output_dir(output_dir: str) -> None:
+    """paths.output_dir must be a directory this process can create files in (it is created later if missing): fail
+    now rather than at the first log line or checkpoint. Nothing is created here (a probe file is removed at once)."""
+    path = Path(output_dir).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:  # the nearest existing folder (or file) on the path
+        existing = existing.parent
+    if not existing.is_dir():
+        kind = "a file" if existing.is_file() else "not a directory"
+        where = f"is {kind}" if existing == path else f"lies under {existing}, which is {kind}"
+        raise ConfigError(f"paths.output_dir={output_dir} {where}: give a directory path (created if missing), "
+                          f"e.g. paths.output_dir={existing.with_name(existing.name + '_run')}.")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise ConfigError(f"paths.output_dir={output_dir} is not writable ({existing}: {error.strerror or error}): give a directory "
+                          "this user can write, e.g. under paths.log_dir (default ./logs).") from None
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first invalid value of a training config."""
+    validate_loader(cfg.data)
     try:
         diffusion = cfg.diffusion
         validate_schedule(diffusion.num_timesteps, diffusion.beta_min, diffusion.beta_max, diffusion.eps)
@@ -124,6 +161,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     every = checkpoint.get("every_n_iterations", 0)
     if not isinstance(every, int) or every < 0:
         raise ConfigError(f"callbacks.model_checkpoint.every_n_iterations={every!r} is invalid: it must be an integer >= 0 (0: epoch ends only).")
+    check_output_dir(cfg.paths.output_dir)
 
 
 def data_sample_shape(datamodule) -> list[int] | None:

@@ -28,6 +28,11 @@ def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float
                          "(training stops after that many skipped non-finite updates in a row).")
 
 
+def trainable_parameters(network: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer trains: frozen ones (requires_grad=False) are constants of the network."""
+    return [param for param in network.parameters() if param.requires_grad]
+
+
 class TrainingDiverged(RuntimeError):
     """Raised at an iteration boundary after max_consecutive_nonfinite skipped updates of D or G in a row."""
 
@@ -177,7 +182,9 @@ class DDGAN(L.LightningModule):
 
     def generator_step(self, x_0: Tensor) -> dict[str, Tensor]:
         t, _, x_tp1 = self.real_pair(x_0)  # fresh t, pair and z
-        self.discriminator.requires_grad_(False)
+        trainable_d = trainable_parameters(self.discriminator)
+        for param in trainable_d:  # frozen ones (requires_grad=False) stay frozen after this step
+            param.requires_grad_(False)
         try:
             x0_pred = self.predict_x0(self.generator, x_tp1, t)
             logits = self.discriminator(self.schedule.sample_posterior(x0_pred, x_tp1, t), t, x_tp1).float()
@@ -191,7 +198,8 @@ class DDGAN(L.LightningModule):
             self.manual_backward(loss)
             return self.update(self.optimizers()[1], "g", self.generator, {"loss_g": loss.detach(), **logs})
         finally:
-            self.discriminator.requires_grad_(True)
+            for param in trainable_d:
+                param.requires_grad_(True)
 
     # ---- one optimizer update: gradient averaging, divergence guard, gradient norm ----------------
     def update(self, optimizer, name: str, network: nn.Module, logs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -199,9 +207,12 @@ class DDGAN(L.LightningModule):
         (on_before_optimizer_step drops the step when the loss or the gradient norm is non-finite).
 
         logs["loss_" + name] is the loss of this update. Returns the averaged logs plus the gradient norm.
+        Frozen parameters (requires_grad=False, e.g. the Fourier time-embedding frequencies) take no part.
         """
         grads = []
         for param_name, param in network.named_parameters():
+            if not param.requires_grad:
+                continue
             if param.grad is None:
                 raise RuntimeError(f"{name.upper()} parameter {param_name!r} received no gradient: every parameter must be "
                                    "used in every step, or the processes' gradient averaging would differ between ranks.")
@@ -251,11 +262,19 @@ class DDGAN(L.LightningModule):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """θ_ema ← decay·θ_ema + (1 - decay)·θ for G's parameters; buffers are copied."""
-        ema_params, params = list(self.generator_ema.parameters()), list(self.generator.parameters())
-        torch._foreach_lerp_(ema_params, params, 1 - self.ema_decay_now())
-        if ema_buffers := list(self.generator_ema.buffers()):
-            torch._foreach_copy_(ema_buffers, list(self.generator.buffers()))
+        """θ_ema ← decay·θ_ema + (1 - decay)·θ for G's trained parameters; its frozen parameters (constants, like
+        the Fourier frequencies) and buffers are copied."""
+        averaged, copied = ([], []), ([], [])
+        for ema_param, param in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            pairs = averaged if param.requires_grad else copied
+            pairs[0].append(ema_param)
+            pairs[1].append(param)
+        copied[0].extend(self.generator_ema.buffers())
+        copied[1].extend(self.generator.buffers())
+        if averaged[0]:
+            torch._foreach_lerp_(*averaged, 1 - self.ema_decay_now())
+        if copied[0]:
+            torch._foreach_copy_(*copied)
 
     def train_iteration(self, x_0: Tensor) -> dict[str, Tensor]:
         """One DDGAN iteration on data x_0: D step, G step, EMA update. Returns the logged values."""
@@ -282,8 +301,8 @@ class DDGAN(L.LightningModule):
     # ---- optimizers ----------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=tuple(hp.betas), foreach=True)
-        optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_g, betas=tuple(hp.betas), foreach=True)
+        optimizer_d = torch.optim.Adam(trainable_parameters(self.discriminator), lr=hp.lr_d, betas=tuple(hp.betas), foreach=True)
+        optimizer_g = torch.optim.Adam(trainable_parameters(self.generator), lr=hp.lr_g, betas=tuple(hp.betas), foreach=True)
         if not hp.cosine_lr_decay:
             return [optimizer_d, optimizer_g]
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1

@@ -53,8 +53,8 @@ def scan_image_folder(root: Path, image_size: int, *, skip_bad_images: bool, all
     if scan.skipped:
         log.warning("skipped %d bad image files under %s, first: %s", len(scan.skipped), root, scan.skipped[0])
     if not scan.files:
-        found = f"{len(scan.skipped)} image files, all skipped" if scan.skipped else "no image files"
-        raise DataError(f"{found} under {root} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+        found = f"no usable image files ({len(scan.skipped)} found, all skipped)" if scan.skipped else "no image files"
+        raise DataError(f"data.data_dir={root} holds {found}, subfolders included (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                         "point data.data_dir at a folder of images")
     return scan
 
