@@ -15,15 +15,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.ddgan.checkpoint import read_checkpoint
 from src.ddgan.module import DDGAN
 from src.ddgan.nets.official import from_official_state_dict
 
 
 def read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a released generator file (a bare state dict or one under a common key)."""
-    if not path.is_file():
-        raise ValueError(f"official_ckpt={str(path)!r}: no such file.")
-    content = torch.load(path, map_location="cpu", weights_only=True)
+    content = read_checkpoint(path, what="official_ckpt")
     for key in ("netG_dict", "state_dict", "model"):
         if isinstance(content, dict) and isinstance(content.get(key), dict):
             content = content[key]
@@ -58,7 +57,8 @@ def main(cfg: DictConfig) -> None:
     try:
         convert(cfg, Path(cfg.official_ckpt), Path(cfg.output))
     except ValueError as error:
-        sys.exit(str(error))
+        print(error, file=sys.stderr)
+        sys.exit(2)
     print(f"{cfg.official_ckpt} -> {cfg.output} (experiment={cfg.task_name}, EMA generator)")
 
 

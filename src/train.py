@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from src.ddgan.checkpoint import CheckpointError, check_resumable
 from src.ddgan.config import (
     ConfigError,
     check_data_available,
@@ -82,10 +83,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, _convert_="partial")
     model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
+    if ckpt_path is not None:
+        check_resumable(ckpt_path, model, model.hparams["config"])
     loggers = build_loggers(cfg)
     trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)  # a checkpoint is data
     finally:
         finish_wandb_runs(loggers)
     if trainer.is_global_zero:
@@ -97,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (ConfigError, DataError, InceptionWeightsError) as error:  # user-fixable: one line with the fix
+    except (ConfigError, CheckpointError, DataError, InceptionWeightsError) as error:  # user-fixable: one line with the fix
         log.error(str(error))
         sys.exit(2)
     except TrainingDiverged as error:

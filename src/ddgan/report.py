@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from src.ddgan.baselines.gaussian_denoiser import fine_schedule, sample_gaussian, strided_levels, train_denoiser
-from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.checkpoint import load_ddgan, read_checkpoint
 from src.ddgan.plotting import plt
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def gaussian_entries(baseline: DictConfig, train_cfg: DictConfig, output_dir: Pa
     torch.manual_seed(baseline.seed)  # the initial weights
     model = build_model()
     if baseline.ckpt_path:
-        state = torch.load(baseline.ckpt_path, weights_only=True)
+        state = read_checkpoint(baseline.ckpt_path, what="baseline.ckpt_path")
         model.load_state_dict(state["ema"])
         iterations = state["iterations"]
     else:

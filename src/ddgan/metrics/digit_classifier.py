@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.ddgan.checkpoint import read_checkpoint
 from src.ddgan.data.digits import load_digit_images
 from src.ddgan.data.errors import DataError
 from src.ddgan.data.tensors import uint8_to_model_range
@@ -205,7 +206,7 @@ def load_digit_classifier(path: str | Path, map_location: str | torch.device = "
     if not path.is_file():
         raise FileNotFoundError(f"digit classifier not found at {path}; train one with "
                                 f"`python -m src.train_classifier dataset=digits resolution=32 output={path}`")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = read_checkpoint(path, map_location, what="classifier_path")
     classifier = DigitClassifier(**checkpoint["config"])
     classifier.load_state_dict(checkpoint["state_dict"])
     classifier.held_out_accuracy = float(checkpoint["held_out_accuracy"])

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from src.ddgan.checkpoint import read_checkpoint
+
 from .extractors import FeatureExtractor, extract_features
 from .frechet import GaussianStatistics, gaussian_statistics
 
@@ -43,7 +45,7 @@ def save_reference(path: str | Path, reference: ReferenceSet) -> Path:
 
 
 def load_reference(path: str | Path) -> ReferenceSet:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_checkpoint(path, what="reference cache")
     statistics = GaussianStatistics(payload["mu"], payload["sigma"], int(payload["num_samples"]))
     return ReferenceSet(statistics, payload["features"])
 

@@ -1,0 +1,77 @@
+"""Re-store a checkpoint you trust as plain data: python -m src.upgrade_checkpoint ckpt_path=OLD.ckpt [output=NEW.ckpt].
+
+Every other command opens checkpoints with weights_only=True and refuses pickled objects. A checkpoint written
+before that rule, or by code that stored objects (OmegaConf containers, paths, numpy arrays, argparse namespaces),
+is opened here with full pickle, so only give it files you trust. Bad input: one line, exit status 2.
+"""
+import argparse
+import enum
+import pickle
+from pathlib import Path, PurePath
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from src.ddgan.checkpoint import CheckpointError, check_targets, read_checkpoint
+from src.ddgan.fault_tolerance import atomic_torch_save
+from src.sample import fail
+
+PLAIN = (torch.Tensor, bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def to_plain(obj: Any, where: str = "checkpoint") -> Any:
+    """`obj` with every container and value turned into what torch.load(weights_only=True) reads back."""
+    if isinstance(obj, DictConfig | ListConfig):
+        return to_plain(OmegaConf.to_container(obj, resolve=True), where)
+    if isinstance(obj, PLAIN):
+        return obj
+    if isinstance(obj, dict):
+        return {to_plain(key, where): to_plain(value, f"{where}.{key}") for key, value in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return type(obj)(to_plain(value, f"{where}[{index}]") for index, value in enumerate(obj))
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, argparse.Namespace):
+        return to_plain(vars(obj), where)
+    if isinstance(obj, enum.Enum):
+        return to_plain(obj.value, where)
+    raise CheckpointError(f"{where} holds a {type(obj).__module__}.{type(obj).__qualname__}, which has no plain-data "
+                          "form; remove it from the checkpoint first.")
+
+
+def upgrade(ckpt_path: Path, output: Path) -> Path:
+    """Write `output`: the trusted checkpoint `ckpt_path` as tensors and plain containers, checked to load safely."""
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"ckpt_path={str(ckpt_path)!r}: no such file.")
+    try:
+        content = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # the user vouches for this file
+    except (pickle.UnpicklingError, RuntimeError, EOFError, LookupError, ValueError, OSError, AttributeError) as error:
+        raise CheckpointError(f"ckpt_path={str(ckpt_path)!r} cannot be read ({type(error).__name__}: {error}).") from None
+    atomic_torch_save(to_plain(content), output)
+    upgraded = read_checkpoint(output, what="output")
+    config = upgraded.get("hyper_parameters", {}).get("config") if isinstance(upgraded, dict) else None
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        check_targets(config["model"], output)  # ddgan's commands would refuse other networks anyway
+    return output
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="upgrade_checkpoint")
+def main(cfg: DictConfig) -> None:
+    ckpt_path = Path(cfg.ckpt_path)
+    output = Path(cfg.output) if cfg.output else ckpt_path.with_name(ckpt_path.stem + ".safe.ckpt")
+    try:
+        upgrade(ckpt_path, output)
+    except CheckpointError as error:
+        fail(str(error))
+    print(f"{ckpt_path} -> {output} (tensors and plain containers only; every ddgan command opens it)")
+
+
+if __name__ == "__main__":
+    main()
