@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from benchmarks.common import measure, parse_args, peak_rss_gb, write_result
+from src.ddgan.cli import CONFIG_DIR
 from src.ddgan.precision import autocast
-from tests.conftest import CONFIG_DIR
 
 DEFAULTS = {"experiment": "cifar10", "batch_size": 8, "repeats": 5, "warmup": 1, "device": "cpu",
             "precision": "32", "lazy_r1": False, "name": None}

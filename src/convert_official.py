@@ -7,7 +7,6 @@ both our `generator` and `generator_ema`. The experiment config decides the arch
 in the checkpoint, so sampling and evaluation need nothing else.
 """
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -16,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.ddgan.checkpoint import read_checkpoint
+from src.ddgan.cli import fail
 from src.ddgan.module import DDGAN
 from src.ddgan.nets.official import from_official_state_dict
 
@@ -57,8 +57,7 @@ def main(cfg: DictConfig) -> None:
     try:
         convert(cfg, Path(cfg.official_ckpt), Path(cfg.output))
     except ValueError as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
+        fail(str(error))
     print(f"{cfg.official_ckpt} -> {cfg.output} (experiment={cfg.task_name}, EMA generator)")
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from src.ddgan.callbacks.run_metrics import update_metrics_file
 from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.cli import fail, pick_device
 from src.ddgan.data.errors import DataError
 from src.ddgan.evaluation import (
     SampleQuality,
@@ -32,7 +33,6 @@ from src.ddgan.evaluation import (
 from src.ddgan.metrics import DigitFeatures, build_feature_extractor, load_digit_classifier
 from src.ddgan.metrics.inception import InceptionWeightsError
 from src.ddgan.precision import validate_precision
-from src.sample import fail, pick_device
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ under bf16 autocast. Bad input ends with one line on stderr and exit status 2.
 """
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -16,24 +15,13 @@ import torch
 from omegaconf import DictConfig
 
 from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.cli import fail, pick_device
 from src.ddgan.images import save_grid, save_png, to_uint8
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import autocast, validate_precision
 from src.ddgan.sampling import PerSampleGenerator
 
 log = logging.getLogger(__name__)
-
-
-def fail(message: str) -> None:
-    """One line on stderr, exit status 2 (the commands' bad-input exit)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def synchronize(device: torch.device) -> None:

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from src.ddgan.checkpoint import CheckpointError, check_resumable
+from src.ddgan.cli import EXIT_BAD_INPUT, EXIT_DIVERGED
 from src.ddgan.config import (
     ConfigError,
     check_data_available,
@@ -102,10 +103,10 @@ def main(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except (ConfigError, CheckpointError, DataError, InceptionWeightsError) as error:  # user-fixable: one line with the fix
         log.error(str(error))
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     except TrainingDiverged as error:
         log.error(str(error))
-        sys.exit(3)
+        sys.exit(EXIT_DIVERGED)
     except SIGTERMException:  # a stop signal: last.ckpt was written at an iteration boundary
         log.warning("Training stopped by a signal; resume with ckpt_path=last (same output directory).")
         sys.exit(0)

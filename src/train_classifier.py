@@ -6,6 +6,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from src.ddgan.cli import EXIT_BAD_INPUT
 from src.ddgan.data.errors import DataError
 from src.ddgan.metrics.digit_classifier import load_digit_splits, save_digit_classifier, timed_training
 
@@ -31,7 +32,7 @@ def main(cfg: DictConfig) -> float:
         held_out_accuracy = train_classifier(cfg)
     except (DataError, ValueError) as error:
         log.error(str(error))
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     if cfg.min_accuracy is not None and held_out_accuracy < cfg.min_accuracy:
         log.error(f"held-out accuracy {held_out_accuracy:.4f} is below min_accuracy={cfg.min_accuracy}")
         sys.exit(1)

@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.ddgan.checkpoint import CheckpointError, check_targets, read_checkpoint
+from src.ddgan.cli import fail
 from src.ddgan.fault_tolerance import atomic_torch_save
-from src.sample import fail
 
 PLAIN = (torch.Tensor, bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
 

@@ -6,8 +6,8 @@ import hydra
 from omegaconf import DictConfig
 
 from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.cli import fail, pick_device
 from src.ddgan.visualization import mixture_centers, visualize
-from src.sample import fail, pick_device
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="visualize")

@@ -19,7 +19,7 @@ def _deterministic_torch():
     yield
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+from src.ddgan.cli import CONFIG_DIR
 
 TINY_TOY = [
     "model.generator.hidden_dim=32",

@@ -20,8 +20,6 @@ from torch.utils.data import DataLoader, RandomSampler
 import src.ddgan.data.cifar10 as cifar10_module
 import src.ddgan.data.lmdb_dataset as lmdb_dataset_module
 import src.ddgan.data.stacked as stacked_module
-from src.data.prepare_lmdb import main as prepare_lmdb_main
-from src.data.prepare_lmdb import prepare_lmdb
 from src.ddgan.data.cifar10 import CIFAR10DataModule
 from src.ddgan.data.datamodule import RandomHorizontalFlip
 from src.ddgan.data.digits import load_digit_images
@@ -31,6 +29,8 @@ from src.ddgan.data.image_folder import ImageFolderDataModule
 from src.ddgan.data.lmdb_dataset import LMDBImageDataset
 from src.ddgan.data.lmdb_format import META_KEY
 from src.ddgan.data.stacked import StackedDigitsDataModule, StackedDigitsDataset, StackedMNISTDataModule
+from src.prepare_lmdb import main as prepare_lmdb_main
+from src.prepare_lmdb import prepare_lmdb
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16  # training resolution in these tests
@@ -156,7 +156,7 @@ def test_missing_data_dirs_say_how_to_fix(tmp_path):
     folder_module = ImageFolderDataModule(data_dir=str(missing), image_size=SIZE, **LOADER_KWARGS)
     expect_data_error(folder_module.prepare_data, str(missing), "does not exist", "data.data_dir")
     celeba = CelebAHQ256DataModule(data_dir=str(missing), image_size=SIZE, **LOADER_KWARGS)
-    expect_data_error(lambda: celeba.setup("fit"), str(missing), "python -m src.data.prepare_lmdb", "resolution=16")
+    expect_data_error(lambda: celeba.setup("fit"), str(missing), "python -m src.prepare_lmdb", "resolution=16")
     empty = tmp_path / "empty"
     empty.mkdir()
     expect_data_error(lambda: ImageFolderDataModule(data_dir=str(empty), image_size=SIZE, **LOADER_KWARGS).setup(),
@@ -250,7 +250,7 @@ def test_prepare_lmdb_function_round_trip(tmp_path):
 def test_prepare_lmdb_command_line(tmp_path, monkeypatch, capsys):
     folder = make_image_folder(tmp_path / "images")
     output = tmp_path / "church.lmdb"
-    command = [sys.executable, "-m", "src.data.prepare_lmdb", f"input={folder}", f"output={output}",
+    command = [sys.executable, "-m", "src.prepare_lmdb", f"input={folder}", f"output={output}",
                f"resolution={SIZE}", "num_workers=2"]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr

@@ -97,7 +97,7 @@ def test_slurm_launcher_composes_and_dry_run_prints_the_sbatch_script(compose):
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from src.ddgan.slurm import CONFIG_DIR, sbatch_script
+    from src.slurm_dry_run import CONFIG_DIR, sbatch_script
 
     overrides = ["experiment=cifar10", "trainer.devices=4", "trainer.num_nodes=2", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=600"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -7,8 +7,9 @@ from omegaconf import open_dict
 from PIL import Image
 
 from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.editing import edit, load_image
 from src.ddgan.images import grid_scale
-from src.edit import edit, load_image, main
+from src.edit import main
 from src.train import train
 from tests.conftest import CONFIG_DIR
 

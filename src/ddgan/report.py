@@ -23,6 +23,7 @@ from torch import nn
 
 from src.ddgan.baselines.gaussian_denoiser import fine_schedule, sample_gaussian, strided_levels, train_denoiser
 from src.ddgan.checkpoint import load_ddgan, read_checkpoint
+from src.ddgan.cli import EXIT_BAD_INPUT
 from src.ddgan.plotting import plt
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def run_report(report: Callable[[DictConfig, Path], list[dict]], cfg: DictConfig
         report(cfg, Path(cfg.output_dir))
     except (FileNotFoundError, ValueError, RunsFailed) as error:
         log.error(str(error))
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 # ---- the DDGAN runs: one Hydra multirun of src.train --------------------------------------------------------

@@ -1,7 +1,7 @@
 """256 px photo sets read from a folder of images or an LMDB: CelebA-HQ 256 and LSUN Church 256.
 
 format="auto" picks LMDB when data_dir holds data.mdb (or is a single-file LMDB), else a folder.
-LMDBs: ours (python -m src.data.prepare_lmdb), LSUN's own export, or NVAE's; see lmdb_dataset.py.
+LMDBs: ours (python -m src.prepare_lmdb), LSUN's own export, or NVAE's; see lmdb_dataset.py.
 """
 from torch.utils.data import Dataset
 

@@ -1,4 +1,4 @@
-"""Images from an LMDB: ours (see lmdb_format.py; written by `python -m src.data.prepare_lmdb`), or,
+"""Images from an LMDB: ours (see lmdb_format.py; written by `python -m src.prepare_lmdb`), or,
 detected when our metadata key is absent, other exports read directly:
     LSUN export:         keys = image ids, values = encoded webp/jpeg bytes; "first N" = first N keys in
                          LMDB (sorted) order, as torchvision's LSUN class lists them.

@@ -19,7 +19,7 @@ def image_key(index: int) -> bytes:
 
 def prepare_hint(path: Path | str, resolution: int | str = "<resolution>") -> str:
     """The command that (re)builds an LMDB at `path` in our layout."""
-    return f"python -m src.data.prepare_lmdb input=<image folder> output={path} resolution={resolution}"
+    return f"python -m src.prepare_lmdb input=<image folder> output={path} resolution={resolution}"
 
 
 def is_lmdb(path: Path) -> bool:

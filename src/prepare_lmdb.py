@@ -1,22 +1,20 @@
 """Write a folder of images into an LMDB for training.
 
-    python -m src.data.prepare_lmdb input=<folder> output=<lmdb dir> resolution=256 [num_workers=8]
+    python -m src.prepare_lmdb input=<folder> output=<lmdb dir> resolution=256 [num_workers=8]
         [skip_bad_images=true] [allow_upscale=true] [overwrite=true]
 
 Images are resized (shorter side) + center-cropped to `resolution` and stored as PNG; the layout is
 documented in src/ddgan/data/lmdb_format.py. Output appears only when complete. Errors print one line.
 """
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from src.ddgan.cli import CONFIG_DIR, fail
 from src.ddgan.data.errors import DataError
 from src.ddgan.data.lmdb_writer import PrepareReport, write_image_lmdb
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"  # absolute: works under -m and when imported
 
 
 def prepare_lmdb(
@@ -48,8 +46,7 @@ def main(config: DictConfig) -> None:
             num_workers=config.num_workers,
         )
     except DataError as error:
-        print(f"prepare_lmdb: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(error))
     print(f"wrote {report.count} images ({report.resolution}px) to {config.output}; skipped {len(report.skipped)}")
 
 

@@ -1,19 +1,18 @@
 """Dry run of hydra/launcher=slurm: print the sbatch script submitit would submit for a training command.
 
-    python -m src.ddgan.slurm experiment=cifar10 trainer.devices=4 trainer.num_nodes=2 hydra.launcher.partition=gpu
+    python -m src.slurm_dry_run experiment=cifar10 trainer.devices=4 trainer.num_nodes=2 hydra.launcher.partition=gpu
 
 Takes the same overrides as `python -m src.train -m hydra/launcher=slurm ...` (without -m and without the
 launcher choice) and submits nothing.
 """
 import sys
-from pathlib import Path
 from unittest import mock
 
 from hydra import compose, initialize_config_dir
 from hydra.core.utils import setup_globals
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+from src.ddgan.cli import CONFIG_DIR
 
 
 def sbatch_script(overrides: list[str]) -> str:

@@ -1,1 +1,0 @@
-"""Data preparation entry points (python -m src.data.<command>)."""
