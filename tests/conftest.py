@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -8,8 +9,12 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "referen
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
+    """../shared/reference: skipped where it is absent, except in CI (CI=true), where it must be there."""
     if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"reference files not found at {REFERENCE_DIR}")
+        message = f"reference files not found at {REFERENCE_DIR}"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"{message}; CI must provide them")
+        pytest.skip(message)
     return REFERENCE_DIR
 
 

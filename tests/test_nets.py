@@ -197,6 +197,26 @@ def test_paper_parameter_counts(cls, kwargs, expected):
         assert n_params(cls(**kwargs)) == expected
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("generator, discriminator, size", [
+    (CIFAR10_G, (SmallDiscriminator, CIFAR10_D), 32),
+    (CELEBA256_G, (LargeDiscriminator, CELEBA256_D), 256),
+])
+def test_paper_size_networks_train_a_step_on_cpu(generator, discriminator, size):
+    """The full CIFAR-10 and CelebA-HQ 256 networks: forward and backward at batch 2, finite, every weight reached."""
+    d_class, d_kwargs = discriminator
+    g, d = NCSNpp(**generator), d_class(**d_kwargs)
+    x = torch.randn(2, 3, size, size)
+    t = torch.tensor([0, 1])
+    x0_pred = g(x, t, torch.randn(2, generator.get("nz", 100)))
+    assert x0_pred.shape == x.shape
+    logits = d(x0_pred, t, x)
+    logits.sum().backward()
+    assert logits.shape == (2, 1) and torch.isfinite(logits).all()
+    for name, param in [*g.named_parameters(), *d.named_parameters()]:
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+
+
 def test_defaults_are_cifar10_and_hydra_instantiates():
     hydra_utils = pytest.importorskip("hydra.utils")
     from omegaconf import OmegaConf
