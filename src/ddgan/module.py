@@ -2,7 +2,6 @@
 import contextlib
 import copy
 import logging
-from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -35,16 +34,6 @@ def trainable_parameters(network: nn.Module) -> list[nn.Parameter]:
 
 class TrainingDiverged(RuntimeError):
     """Raised at an iteration boundary after max_consecutive_nonfinite skipped updates of D or G in a row."""
-
-
-@dataclass
-class PendingUpdate:
-    """What on_before_optimizer_step needs to judge the optimizer step that is about to happen."""
-
-    name: str  # "d" or "g"
-    network: nn.Module  # the network that optimizer steps
-    loss: Tensor  # its loss, averaged over processes
-    grad_norm: Tensor | None = None  # set by on_before_optimizer_step (unscaled under 16-mixed)
 
 
 class DDGAN(L.LightningModule):
@@ -105,7 +94,6 @@ class DDGAN(L.LightningModule):
         self.nonfinite_updates = 0  # skipped updates since the start of the run (checkpointed)
         self.consecutive_nonfinite = {"d": 0, "g": 0}
         self.divergence: str | None = None  # set when training must stop; raised at the iteration boundary
-        self._pending: PendingUpdate | None = None
 
     def train(self, mode: bool = True) -> "DDGAN":
         super().train(mode)
@@ -145,8 +133,8 @@ class DDGAN(L.LightningModule):
     def r1(self, logits_real: Tensor, x_t: Tensor) -> Tensor:
         """E||∇_{x_t} D||² in fp32. Under fp16 (GradScaler) ∇D is taken of a scaled D, as the PyTorch AMP recipe
         for gradient penalties does, so small gradients do not flush to zero in the fp16 backward."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
-        if scaler is None or not scaler.is_enabled():
+        scaler = self.grad_scaler()
+        if scaler is None:
             return r1_penalty(logits_real, x_t)
         # d sum(scale * D) / dD = scale per sample: keep it well inside fp16 and never above the scaler's own scale,
         # so an overflow (inf R1, inf gradients) makes the GradScaler lower both (one host sync per R1 iteration)
@@ -201,10 +189,11 @@ class DDGAN(L.LightningModule):
             for param in trainable_d:
                 param.requires_grad_(True)
 
-    # ---- one optimizer update: gradient averaging, divergence guard, gradient norm ----------------
+    # ---- one optimizer update: gradient averaging, gradient norm, divergence guard, step -----------
     def update(self, optimizer, name: str, network: nn.Module, logs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Average `network`'s gradients and the logged values over processes, then step `optimizer`
-        (on_before_optimizer_step drops the step when the loss or the gradient norm is non-finite).
+        """The optimizer update that ends the D (name "d") or G ("g") step, in one place: average `network`'s
+        gradients and the logged values over processes, take the gradient norm, drop the gradients of a non-finite
+        update (Adam skips parameters without gradients: no step, no state change), step, zero the gradients.
 
         logs["loss_" + name] is the loss of this update. Returns the averaged logs plus the gradient norm.
         Frozen parameters (requires_grad=False, e.g. the Fourier time-embedding frequencies) take no part.
@@ -220,34 +209,38 @@ class DDGAN(L.LightningModule):
         values = torch.stack([v.float() for v in logs.values()])
         all_reduce_mean_([*grads, values])  # one collective per update; a no-op in one process
         logs = dict(zip(logs, values.unbind()))
-        self._pending = PendingUpdate(name, network, logs[f"loss_{name}"])
+        scaler = self.grad_scaler()
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros((), device=self.device)
+        if scaler is not None:
+            grad_norm = grad_norm / scaler.get_scale()  # the norm of the unscaled gradients
+        # under 16-mixed, overflowing gradients are the GradScaler's business (it skips the step and lowers its scale)
+        finite = torch.isfinite(logs[f"loss_{name}"]) & (torch.isfinite(grad_norm) | (scaler is not None))
+        if not bool(finite):  # one host sync per optimizer step, as GradScaler makes
+            if scaler is None:  # (a GradScaler skips steps with non-finite gradients itself)
+                optimizer.zero_grad(set_to_none=True)
+            self.count_nonfinite(name, logs[f"loss_{name}"], grad_norm)
+        else:
+            self.consecutive_nonfinite[name] = 0
         optimizer.step()
         # gradients live from a step's backward to its update only: D's would otherwise sit through the G step's memory peak
         optimizer.zero_grad(set_to_none=True)
-        pending, self._pending = self._pending, None
-        return logs | {f"grad_norm_{name}": pending.grad_norm}
+        return logs | {f"grad_norm_{name}": grad_norm}
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """Runs inside optimizer.step(), after 16-mixed gradients are unscaled: log the gradient norm and drop
-        the gradients of a non-finite update (Adam skips parameters without gradients: no step, no state change)."""
-        pending = self._pending
-        grads = [p.grad for p in pending.network.parameters() if p.grad is not None]
-        pending.grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros((), device=self.device)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        # under 16-mixed, overflowing gradients are the GradScaler's business (it skips the step and lowers its scale)
-        finite = torch.isfinite(pending.loss) & (torch.isfinite(pending.grad_norm) | (scaler is not None))
-        if bool(finite):  # one host sync per optimizer step, as GradScaler makes
-            self.consecutive_nonfinite[pending.name] = 0
-            return
-        optimizer.zero_grad(set_to_none=True)
+    def grad_scaler(self):
+        """The 16-mixed GradScaler when one is active (None otherwise, also without a Trainer)."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
+    def count_nonfinite(self, name: str, loss: Tensor, grad_norm: Tensor) -> None:
+        """Count a skipped update; after max_consecutive_nonfinite in a row, training stops at the iteration boundary."""
         self.nonfinite_updates += 1
-        self.consecutive_nonfinite[pending.name] += 1
-        count, limit = self.consecutive_nonfinite[pending.name], self.hparams.max_consecutive_nonfinite
-        if self.trainer.is_global_zero:
-            log.warning(f"iteration {self.iteration}: non-finite {pending.name.upper()} update skipped "
-                        f"(loss {pending.loss.item():.4g}, gradient norm {pending.grad_norm.item():.4g}; {count} in a row)")
+        self.consecutive_nonfinite[name] += 1
+        count, limit = self.consecutive_nonfinite[name], self.hparams.max_consecutive_nonfinite
+        if self._trainer is None or self.trainer.is_global_zero:
+            log.warning(f"iteration {self.iteration}: non-finite {name.upper()} update skipped "
+                        f"(loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}; {count} in a row)")
         if count >= limit and self.divergence is None:
-            self.divergence = (f"training diverged: {count} consecutive non-finite {pending.name.upper()} updates at iteration "
+            self.divergence = (f"training diverged: {count} consecutive non-finite {name.upper()} updates at iteration "
                                f"{self.iteration} (model.max_consecutive_nonfinite={limit}); the weights of the last finite update are "
                                "kept. Lower the learning rates, raise model.r1_gamma, or resume from an earlier checkpoint.")
 
