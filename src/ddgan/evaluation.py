@@ -7,7 +7,7 @@ Both sides travel as uint8 (N, C, H, W), as if saved to PNG, so a checkpoint sco
 """
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -30,7 +30,8 @@ from src.ddgan.metrics import (
     save_digit_classifier,
     train_digit_classifier,
 )
-from src.ddgan.metrics.extractors import to_uint8
+from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS, build_feature_extractor, to_uint8
+from src.ddgan.metrics.protocol import IS_PROTOCOLS, jpeg_roundtrip, validate_is_protocol, validate_jpeg_quality
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import autocast
 from src.ddgan.sampling import PerSampleGenerator
@@ -70,14 +71,15 @@ def generated_batches(model: DDGAN, indices: Sequence[int], *, batch_size: int, 
         yield to_uint8(samples)
 
 
-def load_npz_images(path: str | Path) -> torch.Tensor:
-    """uint8 images (N, C, H, W) of an npz written by src.sample (uint8 N×H×W×C under `arr_0`)."""
+def load_npz_images(path: str | Path, *, what: str = "samples") -> torch.Tensor:
+    """uint8 images (N, C, H, W) of an npz written by src.sample (uint8 N×H×W×C under `arr_0`); `what` names the
+    setting the path came from."""
     with np.load(path) as archive:
         if "arr_0" not in archive:
-            raise ValueError(f"samples={path}: no `arr_0` array (expected src.sample's uint8 N×H×W×C samples)")
+            raise ValueError(f"{what}={path}: no `arr_0` array (expected src.sample's uint8 N×H×W×C samples)")
         images = archive["arr_0"]
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"samples={path}: expected uint8 N×H×W×C under arr_0, got {images.dtype} {images.shape}")
+        raise ValueError(f"{what}={path}: expected uint8 N×H×W×C under arr_0, got {images.dtype} {images.shape}")
     return torch.from_numpy(images).permute(0, 3, 1, 2)
 
 
@@ -124,10 +126,47 @@ def train_run_classifier(destination: str | Path, *, resolution: int, dataset: s
 
 
 # ---- the metrics -------------------------------------------------------------------------------
-def reference_for(extractor: FeatureExtractor, metrics: Sequence[str], *, cache_dir: str | Path, dataset_name: str,
-                  real_images, device: torch.device | str | None = None) -> ReferenceSet | None:
+def pr_extractor_name(feature_extractor: str, pr_feature_extractor: str | None) -> str:
+    """The features of precision/recall: as asked, else VGG16 fc2 next to Inception (as the paper's recall, after
+    Kynkäänniemi et al.), else the extractor's own (digits: no published recall to compare with)."""
+    if pr_feature_extractor is not None:
+        if pr_feature_extractor not in FEATURE_EXTRACTORS:
+            raise ValueError(f"pr_feature_extractor={pr_feature_extractor!r} is invalid: choose one of "
+                             f"{list(FEATURE_EXTRACTORS)}")
+        return pr_feature_extractor
+    return "vgg16" if feature_extractor == "inception" else feature_extractor
+
+
+def build_extractors(feature_extractor: str, metrics: Sequence[str], *, pr_feature_extractor: str | None = None,
+                     digits: Callable[[], FeatureExtractor] | None = None, inception_weights_path=None,
+                     vgg16_weights_path=None, is_protocol: str = "salimans", download: bool = True,
+                     ) -> tuple[FeatureExtractor | None, FeatureExtractor | None]:
+    """(extractor of FID and IS, extractor of precision/recall), each None when no metric asked for needs it; one
+    instance when they are the same. `digits` builds the digit extractor; Inception logits only when IS is asked."""
+    logits = IS_PROTOCOLS[validate_is_protocol(is_protocol)][0] if "is" in metrics else None
+    built = {}
+
+    def make(name: str) -> FeatureExtractor:
+        if name not in built:
+            if name == "digits":
+                if digits is None:
+                    raise ValueError("digit features need a digit classifier")
+                built[name] = digits()
+            else:
+                built[name] = build_feature_extractor(
+                    name, download=download, logits=logits,
+                    weights_path=inception_weights_path if name == "inception" else vgg16_weights_path)
+        return built[name]
+
+    main = make(feature_extractor) if {"fid", "is"} & set(metrics) else None
+    pr = make(pr_extractor_name(feature_extractor, pr_feature_extractor)) if "pr" in metrics else None
+    return main, pr
+
+
+def reference_for(extractor: FeatureExtractor | None, metrics: Sequence[str], *, cache_dir: str | Path,
+                  dataset_name: str, real_images, device: torch.device | str | None = None) -> ReferenceSet | None:
     """The cached real reference under `extractor` when FID or precision/recall need it, else None."""
-    if not {"fid", "pr"} & set(metrics):
+    if extractor is None or not {"fid", "pr"} & set(metrics):
         return None
     return load_or_compute_reference(cache_dir, dataset_name, extractor, real_images, device=device)
 
@@ -135,44 +174,80 @@ def reference_for(extractor: FeatureExtractor, metrics: Sequence[str], *, cache_
 class SampleQuality:
     """FID, IS, precision/recall and mode coverage of generated uint8 images (N, C, H, W), fed batch by batch.
 
-    States are torchmetrics Metrics (sums, gathered lists, a mode histogram): compute() syncs them across
-    DDP ranks, so every rank feeds only its share and all get the same numbers.
+    FID and IS use `extractor` (FID against `reference`), precision/recall `pr_extractor` against `pr_reference`
+    (default: the same). States are torchmetrics Metrics (sums, gathered lists, a mode histogram): compute() syncs
+    them across DDP ranks, so every rank feeds only its share and all get the same numbers. jpeg_quality: the
+    images pass through a JPEG encode/decode first (the released protocol).
     """
 
     def __init__(
         self,
-        extractor: FeatureExtractor,  # images -> features (FID, precision/recall) and logits (IS)
+        extractor: FeatureExtractor | None,  # images -> features (FID) and logits (IS)
         metrics: Sequence[str],  # any of METRICS
         *,
-        reference: ReferenceSet | None = None,  # real features and statistics (needed by fid and pr)
+        reference: ReferenceSet | None = None,  # real statistics of `extractor` (needed by fid)
         classifier: DigitClassifier | None = None,  # digit classifier (needed by modes)
         pr_k: int = 3,  # k of the k-NN manifolds of precision / recall
         is_splits: int = 10,  # IS is averaged over this many chunks
         precision: str = "32",  # bf16: extractor and classifier under bf16 autocast (the statistics stay fp32)
+        pr_extractor: FeatureExtractor | None = None,  # features of precision / recall (None: `extractor`)
+        pr_reference: ReferenceSet | None = None,  # real features of `pr_extractor` (None: `reference`)
+        jpeg_quality: int | None = None,  # JPEG-compress the images before any network (None: lossless)
+        is_protocol: str = "salimans",  # the name recorded for IS (its logits are the extractor's)
     ) -> None:
         self.metrics = validate_metrics(metrics)
-        self.extractor, self.classifier, self.precision = extractor, classifier, precision
-        if {"fid", "pr"} & set(self.metrics) and reference is None:
+        self.pr_extractor = pr_extractor or extractor
+        self.extractor = extractor or self.pr_extractor
+        self.classifier, self.precision = classifier, precision
+        self.jpeg_quality = validate_jpeg_quality(jpeg_quality)
+        self.is_protocol = validate_is_protocol(is_protocol)
+        pr_reference = pr_reference if pr_extractor is not None else reference
+        if {"fid", "is"} & set(self.metrics) and extractor is None:
+            raise ValueError(f"metrics={self.metrics} need a feature extractor")
+        if "fid" in self.metrics and reference is None:
             raise ValueError(f"metrics={self.metrics} need a real-data reference")
+        if "pr" in self.metrics and (self.pr_extractor is None or pr_reference is None or pr_reference.features is None):
+            raise ValueError("precision/recall need real features (a reference of images, not statistics only)")
         if "is" in self.metrics and extractor.num_classes is None:
             raise ValueError(f"the {extractor.name} extractor gives no logits: drop `is` from metrics")
         if "modes" in self.metrics and classifier is None:
             raise ValueError("metric `modes` needs a digit classifier (feature_extractor=digits or "
                              "classifier_path=...)")
+        logits = getattr(extractor, "logits", None)  # an InceptionFeatures' IS logits
+        if "is" in self.metrics and logits is not None and logits != IS_PROTOCOLS[self.is_protocol][0]:
+            raise ValueError(f"is_protocol={self.is_protocol} needs {IS_PROTOCOLS[self.is_protocol][0]} logits, "
+                             f"the extractor gives {logits} ones")
+        self.is_splits = IS_PROTOCOLS[self.is_protocol][1] or is_splits
         self.states = {}
         if "fid" in self.metrics:
             self.states["fid"] = FrechetDistance(extractor.num_features, real_statistics=reference.statistics)
         if "is" in self.metrics:
-            self.states["is"] = InceptionScore(splits=is_splits)
+            self.states["is"] = InceptionScore(splits=self.is_splits)
         if "pr" in self.metrics:
-            self.states["pr"] = PrecisionRecall(k=pr_k, real_features=reference.features)
+            self.states["pr"] = PrecisionRecall(k=pr_k, real_features=pr_reference.features)
         if "modes" in self.metrics:
             self.states["modes"] = ModeCoverage()
 
+    def networks(self) -> list[torch.nn.Module]:
+        return [net for net in dict.fromkeys([self.extractor, self.pr_extractor, self.classifier]) if net is not None]
+
+    def describe(self) -> dict:
+        """What metrics.json records next to the numbers: each metric's features, the IS protocol, JPEG or not."""
+        used = {"fid": self.extractor, "is": self.extractor, "pr": self.pr_extractor}
+        record = {"feature_extractor": self.extractor.name if self.extractor is not None else None,
+                  "metric_features": {name: used[name].name for name in self.metrics if name in used}
+                  | ({"modes": "digit-classifier"} if "modes" in self.metrics else {}),
+                  "jpeg_quality": self.jpeg_quality}
+        sources = {net.name: net.weights_source for net in self.networks() if hasattr(net, "weights_source")}
+        if sources:
+            record["feature_weights"] = sources
+        if "is" in self.metrics:
+            record["is_protocol"] = f"{self.is_protocol}: {self.extractor.num_classes} logits, {self.is_splits} splits"
+        return record
+
     def to(self, device: torch.device | str) -> "SampleQuality":
-        self.extractor.to(device)
-        if self.classifier is not None:
-            self.classifier.to(device)
+        for net in self.networks():
+            net.to(device)
         for state in self.states.values():
             state.to(device)
         return self
@@ -180,18 +255,24 @@ class SampleQuality:
     @torch.no_grad()
     def update(self, images: torch.Tensor) -> None:
         """Add generated uint8 images (N, C, H, W)."""
-        device = next(self.extractor.parameters()).device
+        device = next(self.networks()[0].parameters()).device
+        if self.jpeg_quality is not None:
+            images = jpeg_roundtrip(images, self.jpeg_quality)
         images = images.to(device)
         with autocast(device, self.precision):
-            features, logits = self.extractor.features_and_logits(images)
+            features, logits = self.extractor.features_and_logits(images) if {"fid", "is"} & set(self.states) \
+                else (None, None)
+            pr_features = None
+            if "pr" in self.states:
+                pr_features = features if self.pr_extractor is self.extractor and features is not None \
+                    else self.pr_extractor.features_and_logits(images)[0]
             modes = predict_stacked_modes(self.classifier, images).to(device) if "modes" in self.states else None
-        features, logits = features.float(), logits.float() if logits is not None else None
         if "fid" in self.states:
-            self.states["fid"].update(features, real=False)
+            self.states["fid"].update(features.float(), real=False)
         if "is" in self.states:
-            self.states["is"].update(logits)
+            self.states["is"].update(logits.float())
         if "pr" in self.states:
-            self.states["pr"].update(features, real=False)
+            self.states["pr"].update(pr_features.float(), real=False)
         if "modes" in self.states:
             self.states["modes"].update(modes)
 

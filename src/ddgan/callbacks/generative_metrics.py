@@ -10,8 +10,10 @@ from src.ddgan.callbacks.run_metrics import record_evaluation, write_metric_curv
 from src.ddgan.evaluation import (
     RUN_CLASSIFIER_FILE,
     SampleQuality,
+    build_extractors,
     find_digit_classifier,
     generated_batches,
+    pr_extractor_name,
     rank_indices,
     real_batches,
     reference_for,
@@ -19,8 +21,9 @@ from src.ddgan.evaluation import (
     train_run_classifier,
     validate_metrics,
 )
-from src.ddgan.metrics import DigitFeatures, build_feature_extractor, load_digit_classifier
+from src.ddgan.metrics import DigitFeatures, load_digit_classifier
 from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS
+from src.ddgan.metrics.protocol import validate_is_protocol, validate_jpeg_quality
 from src.ddgan.precision import validate_precision
 
 log = logging.getLogger(__name__)
@@ -60,17 +63,21 @@ class GenerativeMetrics(L.Callback):
         num_real: int = 50_000,  # the first num_real train images form the reference
         batch_size_per_device: int = 500,  # samples per generator call on each rank
         seed: int = 1234,  # sample i depends only on (seed, i): evaluations are comparable
-        feature_extractor: str = "inception",  # inception | digits
+        feature_extractor: str = "inception",  # inception | digits: FID and IS
+        pr_feature_extractor: str | None = None,  # precision/recall (None: vgg16 next to inception, else the same)
         classifier_path: str | None = None,  # digits / modes: a src.train_classifier checkpoint
         train_missing_classifier: bool = True,  # digits / modes: train one when no classifier file exists
         classifier_dataset: str = "digits",  # ... on digits (scikit-learn, offline) or mnist
         classifier_data_dir: str | None = None,  # ... mnist: the folder holding MNIST/
         classifier_epochs: int = 15,  # ... passes over the classifier's training split
         inception_weights_path: str | None = None,  # inception: a weights file instead of the torch hub cache
+        vgg16_weights_path: str | None = None,  # vgg16: a weights file instead of the torch hub cache
         reference_cache_dir: str = "data/reference_cache",  # real-feature cache, shared between runs
         dataset_name: str | None = None,  # cache name of the real data (None: datamodule class + settings digest)
         pr_k: int = 3,  # k of the precision / recall k-NN manifolds
         is_splits: int = 10,  # IS chunks
+        is_protocol: str = "salimans",  # salimans (1008 unbiased logits, is_splits) | released (1000 logits, 1 split)
+        jpeg_quality: int | None = None,  # JPEG-compress the samples first, as the released code (None: lossless)
     ) -> None:
         self.output_dir = Path(output_dir)
         self.every_n_epochs, self.every_n_iterations = every_n_epochs, every_n_iterations
@@ -83,6 +90,9 @@ class GenerativeMetrics(L.Callback):
             raise ValueError(f"feature_extractor={feature_extractor!r} is invalid: "
                              f"choose one of {list(FEATURE_EXTRACTORS)}")
         self.feature_extractor = feature_extractor
+        self.pr_feature_extractor = pr_extractor_name(feature_extractor, pr_feature_extractor)
+        self.vgg16_weights_path = vgg16_weights_path
+        self.is_protocol, self.jpeg_quality = validate_is_protocol(is_protocol), validate_jpeg_quality(jpeg_quality)
         self.classifier_path = classifier_path
         self.train_missing_classifier = train_missing_classifier
         self.classifier_dataset, self.classifier_data_dir = classifier_dataset, classifier_data_dir
@@ -96,7 +106,7 @@ class GenerativeMetrics(L.Callback):
 
     # ---- set-up at fit start: extractor, classifier, reference ---------------------------------
     def needs_classifier(self) -> bool:
-        return self.feature_extractor == "digits" or "modes" in self.metrics
+        return "digits" in (self.feature_extractor, self.pr_feature_extractor) or "modes" in self.metrics
 
     def classifier_file(self, trainer: L.Trainer, image_size: int) -> Path:
         """The run's digit classifier file; rank zero trains one into output_dir when none exists."""
@@ -123,18 +133,25 @@ class GenerativeMetrics(L.Callback):
         classifier = None
         if self.needs_classifier():
             classifier = load_digit_classifier(self.classifier_file(trainer, datamodule.image_size))
-        if self.feature_extractor == "digits":
-            extractor = DigitFeatures(classifier, num_channels=datamodule.num_channels)
-        else:  # rank zero fetches the weights (or raises with the fix), the others find them cached
-            extractor = rank_zero_first(trainer, "feature_extractor", lambda: build_feature_extractor(
-                self.feature_extractor, weights_path=self.inception_weights_path))
-        extractor.to(module.device)
+        # rank zero fetches the weights (or raises with the fix), the others find them cached
+        extractor, pr_extractor = rank_zero_first(trainer, "feature_extractor", lambda: build_extractors(
+            self.feature_extractor, self.metrics, pr_feature_extractor=self.pr_feature_extractor,
+            digits=lambda: DigitFeatures(classifier, num_channels=datamodule.num_channels),
+            inception_weights_path=self.inception_weights_path, vgg16_weights_path=self.vgg16_weights_path,
+            is_protocol=self.is_protocol))
         name = self.dataset_name or reference_name(datamodule, self.num_real)
-        real = rank_zero_first(trainer, "reference", lambda: reference_for(
-            extractor, self.metrics, cache_dir=self.reference_cache_dir, dataset_name=name,
-            real_images=lambda: real_batches(datamodule, self.num_real, batch_size=self.batch_size_per_device)))
-        quality = SampleQuality(extractor, self.metrics, reference=real, classifier=classifier, pr_k=self.pr_k,
-                                is_splits=self.is_splits, precision=self.precision)
+
+        def reference(net, metrics):
+            return rank_zero_first(trainer, "reference", lambda: reference_for(
+                net and net.to(module.device), metrics, cache_dir=self.reference_cache_dir, dataset_name=name,
+                real_images=lambda: real_batches(datamodule, self.num_real, batch_size=self.batch_size_per_device)))
+
+        fid_reference = reference(extractor, [m for m in self.metrics if m == "fid"])
+        pr_reference = reference(pr_extractor, [m for m in self.metrics if m == "pr"])
+        quality = SampleQuality(extractor, self.metrics, reference=fid_reference, classifier=classifier,
+                                pr_k=self.pr_k, is_splits=self.is_splits, precision=self.precision,
+                                pr_extractor=pr_extractor, pr_reference=pr_reference, jpeg_quality=self.jpeg_quality,
+                                is_protocol=self.is_protocol)
         return quality.to(module.device)
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -153,8 +170,7 @@ class GenerativeMetrics(L.Callback):
         if trainer.is_global_zero:
             record_evaluation(self.output_dir, results | {
                 "epoch": epochs_done, "iteration": module.iteration, "num_samples": num_samples,
-                "num_real": self.num_real, "feature_extractor": self.quality.extractor.name,
-                "inference_precision": self.precision})
+                "num_real": self.num_real, "inference_precision": self.precision} | self.quality.describe())
             log.info(f"iteration {module.iteration}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
         return {f"eval/{k}": float(v) for k, v in results.items()}
 

@@ -1,7 +1,8 @@
 """Feature extractors behind one interface: images (N, C, H, W), uint8 in [0, 255] or float in [-1, 1],
 to features (N, D) for FID / precision-recall, plus class logits (N, K) for the Inception Score.
 
-"inception": the TF-compatible FID InceptionV3 (pool3 2048-d features, 1008 logits) on uint8 RGB.
+"inception": the TF-compatible FID InceptionV3 (pool3 2048-d features; logits of an Inception Score protocol).
+"vgg16": VGG16 fc2 4096-d features (after ReLU) at 224 px, for precision/recall as Kynkäänniemi et al.; no logits.
 "digits": the DigitClassifier applied to every channel separately; features are the channels' penultimate
 activations concatenated, logits of a C-channel image are the joint log-probabilities of the C digits
 (10^C classes in the order 100a + 10b + c for RGB: StackedMNIST's 1000 modes).
@@ -17,7 +18,7 @@ from src.ddgan.data.tensors import uint8_to_model_range
 
 from .digit_classifier import DigitClassifier, load_digit_classifier
 
-FEATURE_EXTRACTORS = ("inception", "digits")
+FEATURE_EXTRACTORS = ("inception", "digits", "vgg16")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -98,14 +99,19 @@ def build_feature_extractor(
     *,
     classifier_path: str | Path | None = None,  # "digits": a checkpoint of src.train_classifier
     num_channels: int = 3,  # "digits": channels per image (1 grey digit, 3 stacked digits)
-    weights_path: str | Path | None = None,  # "inception": an explicit weights file instead of the hub cache
-    download: bool = True,  # "inception": fetch the weights into the torch hub cache when missing
+    weights_path: str | Path | None = None,  # "inception" / "vgg16": an explicit weights file instead of the hub cache
+    download: bool = True,  # "inception" / "vgg16": fetch the weights into the torch hub cache when missing
+    logits: str | None = "unbiased",  # "inception": the Inception Score's logits (unbiased | released | None)
 ) -> FeatureExtractor:
-    """The feature extractor called `name` ("inception" or "digits"), frozen and in eval mode."""
+    """The feature extractor called `name` (one of FEATURE_EXTRACTORS), frozen and in eval mode."""
     if name == "inception":
         from .inception import InceptionFeatures
 
-        return InceptionFeatures(weights_path=weights_path, download=download)
+        return InceptionFeatures(weights_path=weights_path, download=download, logits=logits)
+    if name == "vgg16":
+        from .vgg import VGG16Features
+
+        return VGG16Features(weights_path=weights_path, download=download)
     if name == "digits":
         if classifier_path is None:
             raise ValueError("the digits feature extractor needs classifier_path (train one with src.train_classifier)")
