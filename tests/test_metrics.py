@@ -565,3 +565,27 @@ def test_statistics_files_round_trip_and_pytorch_fid_files_are_read(tmp_path):
         load_statistics(tmp_path / "no_sigma.npz", 6)
     with pytest.raises(ValueError, match=r"mu has shape \(6,\), expected \(2048,\)"):
         load_statistics(ours, 2048)
+
+
+def test_no_two_metric_modules_import_each_other():
+    """Every import between src/ddgan/metrics modules, also those inside functions, points one way: the feature
+    interface (features.py) below the extractors, the registry (extractors.py) above them."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "src" / "ddgan" / "metrics"
+    imports = {}
+    for path in package.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("src.ddgan.metrics")):
+                module = (node.module or "").removeprefix("src.ddgan.metrics").lstrip(".")
+                found |= {module.split(".")[0]} if module else {alias.name for alias in node.names}
+        imports[path.stem] = found & {p.stem for p in package.glob("*.py")}
+
+    def reaches(start: str, target: str, seen: set) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in imports.get(start, ()))
+
+    cycles = [name for name in imports if name != "__init__" and reaches(name, name, {name})]
+    assert not cycles, {name: sorted(imports[name]) for name in cycles}
+    assert "extractors" not in imports["inception"] | imports["vgg"] and "features" in imports["inception"]

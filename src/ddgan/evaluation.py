@@ -30,7 +30,8 @@ from src.ddgan.metrics import (
     save_digit_classifier,
     train_digit_classifier,
 )
-from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS, build_feature_extractor, to_uint8
+from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS, build_feature_extractor
+from src.ddgan.metrics.features import to_uint8
 from src.ddgan.metrics.protocol import IS_PROTOCOLS, jpeg_roundtrip, validate_is_protocol, validate_jpeg_quality
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import autocast

@@ -7,7 +7,8 @@ from .digit_classifier import (
     save_digit_classifier,
     train_digit_classifier,
 )
-from .extractors import DigitFeatures, FeatureExtractor, build_feature_extractor, extract_features
+from .extractors import DigitFeatures, build_feature_extractor
+from .features import FeatureExtractor, extract_features
 from .frechet import FrechetDistance, GaussianStatistics, frechet_distance, gaussian_statistics
 from .inception_score import InceptionScore, inception_score
 from .mode_coverage import ModeCoverage, mode_coverage, mode_histogram, predict_stacked_modes

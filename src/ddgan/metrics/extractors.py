@@ -1,5 +1,4 @@
-"""Feature extractors behind one interface: images (N, C, H, W), uint8 in [0, 255] or float in [-1, 1],
-to features (N, D) for FID / precision-recall, plus class logits (N, K) for the Inception Score.
+"""The feature extractors by name (FEATURE_EXTRACTORS), all behind metrics/features.py's interface:
 
 "inception": the TF-compatible FID InceptionV3 (pool3 2048-d features; logits of an Inception Score protocol).
 "vgg16": VGG16 fc2 4096-d features (after ReLU) at 224 px, for precision/recall as Kynkäänniemi et al.; no logits.
@@ -8,47 +7,17 @@ activations concatenated, logits of a C-channel image are the joint log-probabil
 (10^C classes in the order 100a + 10b + c for RGB: StackedMNIST's 1000 modes).
 """
 import hashlib
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from src.ddgan.data.tensors import uint8_to_model_range
-
 from .digit_classifier import DigitClassifier, load_digit_classifier
+from .features import FeatureExtractor, extract_features, to_model_range, to_uint8
 
+__all__ = ["FEATURE_EXTRACTORS", "DigitFeatures", "FeatureExtractor", "build_feature_extractor", "extract_features",
+           "joint_log_probs", "state_dict_digest", "to_model_range", "to_uint8"]
 FEATURE_EXTRACTORS = ("inception", "digits", "vgg16")
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images as they are; float images in [-1, 1] quantised to uint8 (as saving a PNG would)."""
-    if images.dtype == torch.uint8:
-        return images
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def to_model_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images scaled to float32 in [-1, 1]; float images as they are."""
-    return uint8_to_model_range(images) if images.dtype == torch.uint8 else images.float()
-
-
-class FeatureExtractor(nn.Module):
-    """Images (N, C, H, W), uint8 or float in [-1, 1] -> features (N, num_features); logits optional.
-
-    `name` identifies the extractor (weights included) in reference-statistics cache keys. forward() returns
-    only the features, so an instance also serves as torchmetrics' custom `feature` module.
-    """
-
-    name: str
-    num_features: int
-    num_classes: int | None  # width of the logits, None when the extractor has none
-
-    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features_and_logits(images)[0]
 
 
 def joint_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
@@ -117,25 +86,3 @@ def build_feature_extractor(
             raise ValueError("the digits feature extractor needs classifier_path (train one with src.train_classifier)")
         return DigitFeatures(load_digit_classifier(classifier_path), num_channels=num_channels)
     raise ValueError(f"unknown feature extractor {name!r}; expected one of {FEATURE_EXTRACTORS}")
-
-
-@torch.no_grad()
-def extract_features(
-    extractor: FeatureExtractor,
-    images: torch.Tensor | Iterable,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Features (N, D) and logits (N, K) or None, on the CPU, of an image tensor or of an iterable of batches
-    (a DataLoader; tuples are taken as (images, labels, ...))."""
-    device = device if device is not None else next(extractor.parameters()).device
-    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
-    features, logits = [], []
-    for batch in batches:
-        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-        batch_features, batch_logits = extractor.features_and_logits(batch.to(device))
-        features.append(batch_features.float().cpu())
-        if batch_logits is not None:
-            logits.append(batch_logits.float().cpu())
-    return torch.cat(features), (torch.cat(logits) if logits else None)

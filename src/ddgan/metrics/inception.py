@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from .extractors import FeatureExtractor, to_uint8
+from .features import FeatureExtractor, to_uint8
 from .weights import FeatureWeightsError, hub_checkpoint_dir, read_state_dict, resolve_hub_weights, state_dict_stream
 
 INCEPTION_WEIGHTS_URL = (

@@ -15,7 +15,7 @@ from torchmetrics import Metric
 from src.ddgan.data.stacked import MODE_WEIGHTS
 
 from .digit_classifier import DigitClassifier
-from .extractors import to_model_range
+from .features import to_model_range
 
 NUM_STACKED_MODES = 1000
 

@@ -14,7 +14,7 @@ import torch
 
 from src.ddgan.checkpoint import read_checkpoint
 
-from .extractors import FeatureExtractor, extract_features
+from .features import FeatureExtractor, extract_features
 from .frechet import GaussianStatistics, gaussian_statistics
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
 
-from .extractors import FeatureExtractor, to_uint8
+from .features import FeatureExtractor, to_uint8
 from .weights import read_state_dict, resolve_hub_weights, state_dict_stream
 
 VGG16_WEIGHTS_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision IMAGENET1K_V1
