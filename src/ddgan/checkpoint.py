@@ -22,6 +22,7 @@ ALLOWED_TARGETS = frozenset({
     "src.ddgan.module.DDGAN",
     "src.ddgan.diffusion.VPSchedule",
     "src.ddgan.nets.ncsnpp.NCSNpp",
+    "src.ddgan.nets.wavelet_ncsnpp.WaveletNCSNpp",
     "src.ddgan.nets.discriminator.SmallDiscriminator",
     "src.ddgan.nets.discriminator.LargeDiscriminator",
     "src.ddgan.nets.toy.ToyGenerator",

@@ -6,6 +6,7 @@ it to 4x4, then minibatch standard deviation, a 3x3 conv, sum pooling over posit
 
 SmallDiscriminator: 32 px (CIFAR-10, StackedMNIST); one full-resolution block then three down blocks.
 LargeDiscriminator: 256 px (CelebA-HQ, LSUN); six down blocks.
+`num_layers` (WaveDiff's depth option) keeps only the first blocks: WaveDiff's CIFAR-10 D has 3, its CelebA-HQ 256 D 5.
 Blocks are named by the resolution they output: `blocks["32x32"]`, `blocks["16x16_down"]`, ...
 """
 from __future__ import annotations
@@ -106,6 +107,14 @@ class Discriminator(nn.Module):
         return self.head(h.sum(dim=(2, 3)))
 
 
+def _stages(stage_mult: Sequence[int], num_layers: int, *, min_layers: int) -> tuple[int, ...]:
+    """The stem's and the first `num_layers` blocks' channel multipliers (ValueError outside min_layers..all)."""
+    max_layers = len(stage_mult) - 1
+    if not min_layers <= num_layers <= max_layers:
+        raise ValueError(f"num_layers={num_layers!r} must be between {min_layers} and {max_layers}")
+    return tuple(stage_mult[:num_layers + 1])
+
+
 class SmallDiscriminator(Discriminator):
     """32 px discriminator (CIFAR-10, StackedMNIST): a 32x32 block, then down to 16, 8, 4 (released D_small)."""
 
@@ -120,11 +129,12 @@ class SmallDiscriminator(Discriminator):
         stddev_group: int = 4,             # minibatch-stddev group size (batch < group or divisible by it)
         fir_taps: Sequence[int] = FIR_TAPS,  # 1-D FIR downsampling filter
         patch_size: int = 1,               # > 1: p x p patches as channels (pixel_unshuffle; p^2 less area)
+        num_layers: int = 4,               # residual blocks, 3 or 4 (WaveDiff's --num_disc_layers; 3 drops 8 -> 4)
     ):
         super().__init__(image_size=image_size, image_channels=image_channels, base_channels=base_channels,
-                         t_emb_dim=t_emb_dim, stage_mult=(2, 2, 4, 8, 8), first_block_downsamples=False,
-                         final_conv_init_scale=0.0, negative_slope=negative_slope, stddev_group=stddev_group,
-                         fir_taps=fir_taps, patch_size=patch_size)
+                         t_emb_dim=t_emb_dim, stage_mult=_stages((2, 2, 4, 8, 8), num_layers, min_layers=3),
+                         first_block_downsamples=False, final_conv_init_scale=0.0, negative_slope=negative_slope,
+                         stddev_group=stddev_group, fir_taps=fir_taps, patch_size=patch_size)
 
 
 class LargeDiscriminator(Discriminator):
@@ -141,8 +151,9 @@ class LargeDiscriminator(Discriminator):
         stddev_group: int = 4,             # minibatch-stddev group size (batch < group or divisible by it)
         fir_taps: Sequence[int] = FIR_TAPS,  # 1-D FIR downsampling filter
         patch_size: int = 1,               # > 1: p x p patches as channels (pixel_unshuffle; p^2 less area)
+        num_layers: int = 6,               # down blocks, 3 to 6 (WaveDiff's --num_disc_layers; the last ones go)
     ):
         super().__init__(image_size=image_size, image_channels=image_channels, base_channels=base_channels,
-                         t_emb_dim=t_emb_dim, stage_mult=(2, 4, 8, 8, 8, 8, 8), first_block_downsamples=True,
-                         final_conv_init_scale=1.0, negative_slope=negative_slope, stddev_group=stddev_group,
-                         fir_taps=fir_taps, patch_size=patch_size)
+                         t_emb_dim=t_emb_dim, stage_mult=_stages((2, 4, 8, 8, 8, 8, 8), num_layers, min_layers=3),
+                         first_block_downsamples=True, final_conv_init_scale=1.0, negative_slope=negative_slope,
+                         stddev_group=stddev_group, fir_taps=fir_taps, patch_size=patch_size)

@@ -121,7 +121,7 @@ class NCSNpp(nn.Module):
             x = F.pixel_unshuffle(x, self.patch_size)
 
         h = self.conv_in(x)
-        skips, pyramid = [h], x
+        skips, pyramid, carried = [h], x, []
         for level, res in enumerate(self.resolutions):
             for i in range(self.num_res_blocks):
                 h = self.enc[f"{res}x{res}_block{i}"](h, t_emb, z_emb)
@@ -130,14 +130,12 @@ class NCSNpp(nn.Module):
                 skips.append(h)
             if level < len(self.resolutions) - 1:
                 low = res // 2
-                h = self.enc[f"{low}x{low}_down"](h, t_emb, z_emb)
+                h = self.down_block(self.enc[f"{low}x{low}_down"], h, t_emb, z_emb, carried)
                 if self.input_pyramid:
                     h = pyramid = skip_sum(self.enc[f"{low}x{low}_pyramid"](pyramid), h, self.skip_rescale)
                 skips.append(h)
 
-        h = self.mid_block0(h, t_emb, z_emb)
-        h = self.mid_attn(h)
-        h = self.mid_block1(h, t_emb, z_emb)
+        h = self.bottleneck(h, t_emb, z_emb)
 
         for level, res in reversed(list(enumerate(self.resolutions))):
             for i in range(self.num_res_blocks + 1):
@@ -145,9 +143,25 @@ class NCSNpp(nn.Module):
             if res in self.attn_resolutions:
                 h = self.dec[f"{res}x{res}_attn"](h)
             if level > 0:
-                h = self.dec[f"{2 * res}x{2 * res}_up"](h, t_emb, z_emb)
+                h = self.up_block(self.dec[f"{2 * res}x{2 * res}_up"], h, t_emb, z_emb, carried)
 
         h = self.conv_out(F.silu(self.norm_out(h)))
         if self.patch_size > 1:
             h = F.pixel_shuffle(h, self.patch_size)
         return torch.tanh(h) if self.final_tanh else h
+
+    # The steps a variant changes (the wavelet generator: wavelet_ncsnpp.py). `carried` is a stack that a down
+    # block may push onto and the up block of the same level pops (unused here).
+    def down_block(self, block: nn.Module, h: torch.Tensor, t_emb: torch.Tensor, z_emb: torch.Tensor,
+                   carried: list) -> torch.Tensor:
+        """The encoder's downsampling block: h (N, C, H, W) -> (N, C, H/2, W/2)."""
+        return block(h, t_emb, z_emb)
+
+    def bottleneck(self, h: torch.Tensor, t_emb: torch.Tensor, z_emb: torch.Tensor) -> torch.Tensor:
+        """The bottleneck: residual block, attention, residual block."""
+        return self.mid_block1(self.mid_attn(self.mid_block0(h, t_emb, z_emb)), t_emb, z_emb)
+
+    def up_block(self, block: nn.Module, h: torch.Tensor, t_emb: torch.Tensor, z_emb: torch.Tensor,
+                 carried: list) -> torch.Tensor:
+        """The decoder's upsampling block: h (N, C, H, W) -> (N, C, 2H, 2W)."""
+        return block(h, t_emb, z_emb)

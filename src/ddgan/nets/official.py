@@ -25,6 +25,7 @@ from src.ddgan.nets.discriminator import Discriminator, DownBlock, LargeDiscrimi
 from src.ddgan.nets.layers import AttentionBlock, FourierEmbedding, ResBlock
 from src.ddgan.nets.ncsnpp import NCSNpp
 from src.ddgan.nets.resample import FIRDownsampleConv2d
+from src.ddgan.nets.wavelet_ncsnpp import WaveletResBlock
 
 # argparse defaults of the released train_ddgan.py for the flags that shape the networks.
 RELEASED_DEFAULTS: dict[str, Any] = {
@@ -47,11 +48,17 @@ def parse_official_args(args: str | Sequence[str]) -> dict[str, Any]:
 
     Only the flags that shape the networks are read; the others are ignored.
     """
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for name, default in RELEASED_DEFAULTS.items():
+    return parse_released_args(args, RELEASED_DEFAULTS, store_true=_STORE_TRUE)
+
+
+def parse_released_args(args: str | Sequence[str], defaults: Mapping[str, Any], *, store_true: Sequence[str],
+                        allow_abbrev: bool = False) -> dict[str, Any]:
+    """`args` parsed for the flags in `defaults` (store_false flags, `store_true` flags, int lists as released)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=allow_abbrev)
+    for name, default in defaults.items():
         if name in _STORE_FALSE:
             parser.add_argument(f"--{name}", action="store_false", default=default)
-        elif name in _STORE_TRUE:
+        elif name in store_true:
             parser.add_argument(f"--{name}", action="store_true", default=default)
         elif name in _LIST_FLAGS:
             parser.add_argument(f"--{name}", nargs="+", type=int, default=default)
@@ -143,15 +150,19 @@ def discriminator_kwargs_from_official(config: Mapping[str, Any] | argparse.Name
 class _Link:
     """Our parameter `ours` <-> released parameter(s) `official`, related by `kind`:
     "copy", "transpose" (NIN (in, out) vs Linear (out, in)), "stack" (q, k, v biases concatenated),
-    "stack_transposed" (q, k, v NIN weights, transposed and concatenated)."""
+    "stack_transposed" (q, k, v NIN weights, transposed and concatenated), "permute_in" (input channels reordered)."""
     ours: str
     official: tuple[str, ...]
     kind: str = "copy"
+    in_channels: tuple[int, ...] = ()     # "permute_in": our input channel i is released input channel in_channels[i]
 
 
 _BLOCK_NAMES: dict[type, dict[str, str]] = {
     ResBlock: {"norm0.scale_shift": "GroupNorm_0.style", "conv0": "Conv_0", "time_proj": "Dense_0",
                "norm1.scale_shift": "GroupNorm_1.style", "conv1": "Conv_1", "skip": "Conv_2"},
+    WaveletResBlock: {"norm0.scale_shift": "GroupNorm_0.style", "conv0": "Conv_0", "time_proj": "Dense_0",
+                      "norm1.scale_shift": "GroupNorm_1.style", "conv1": "Conv_1", "skip": "Conv_2",
+                      "high_conv": "convH_0"},                  # WaveDiff's WaveletResnetBlockBigGANpp_Adagn
     DownBlock: {"conv0": "conv1.0", "conv1": "conv2.0", "time_proj": "dense_t1", "skip": "skip.0"},
 }
 _LEAF_NAMES: dict[type, dict[str, str]] = {
@@ -189,7 +200,25 @@ def _generator_links(model: NCSNpp) -> list[_Link]:
              for link in _module_links(model.get_submodule(path), path, f"all_modules.{i}")]
     for j, layer in enumerate(model.mapping.layers):                 # z_transform = [PixelNorm, Linear, SiLU, ...]
         links += _module_links(layer, f"mapping.layers.{j}", f"z_transform.{2 * j + 1}")
+    if model.patch_size > 1:
+        links = _released_patch_order(model, links)
     return links
+
+
+def _released_patch_order(model: NCSNpp, links: list[_Link]) -> list[_Link]:
+    """WaveDiff patchifies the input as (p1 p2 c) channels where we have pixel_unshuffle's (c p1 p2) (its output
+    uses (c p1 p2), as we do): the convolutions that see the patched image, conv_in and the first input-pyramid
+    step (per subband for the Haar pyramid), take their input channels in the released order."""
+    p2 = model.patch_size ** 2
+    channels = model.conv_in.in_channels // p2
+    order = [(o % p2) * channels + o // p2 for o in range(channels * p2)]     # ours (c, q) <- released (q, c)
+    first_pyramid = next((f"enc.{k}.weight" for k in model.enc if k.endswith("_pyramid")), None)
+    permuted = {"conv_in.weight": order}
+    if first_pyramid is not None:
+        blocks = model.get_parameter(first_pyramid).shape[1] // len(order)   # 4 subbands for WaveletDownsample
+        permuted[first_pyramid] = [b * len(order) + i for b in range(blocks) for i in order]
+    return [_Link(link.ours, link.official, "permute_in", tuple(permuted[link.ours])) if link.ours in permuted
+            else link for link in links]
 
 
 def _discriminator_links(model: Discriminator) -> list[_Link]:
@@ -208,6 +237,8 @@ def _links(model: nn.Module) -> list[_Link]:
 
 
 def _to_ours(link: _Link, tensors: list[torch.Tensor]) -> torch.Tensor:
+    if link.kind == "permute_in":
+        return tensors[0][:, list(link.in_channels)]
     if link.kind == "transpose":
         return tensors[0].t()
     if link.kind == "stack":
@@ -218,6 +249,8 @@ def _to_ours(link: _Link, tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _to_official(link: _Link, tensor: torch.Tensor) -> list[torch.Tensor]:
+    if link.kind == "permute_in":
+        return [tensor[:, torch.argsort(torch.tensor(link.in_channels))]]
     if link.kind == "transpose":
         return [tensor.t().contiguous()]
     if link.kind == "stack":
@@ -233,8 +266,34 @@ def to_official_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: t for link in _links(model) for name, t in zip(link.official, _to_official(link, ours[link.ours]))}
 
 
+# The released network types, how to tell them from their keys, and the choice that builds each of them here.
+_NETWORK_KINDS = {
+    "plain": ("a plain NCSN++ generator", "use model/generator=ncsnpp (WaveDiff: --net_type normal)"),
+    "wavelet": ("a WaveDiff wavelet generator", "use model/generator=wavelet_ncsnpp (WaveDiff: --net_type wavelet)"),
+    "small": ("a small discriminator", "use model/discriminator=small (loader kind 'small')"),
+    "large": ("a large discriminator", "use model/discriminator=large (loader kind 'large')"),
+}
+
+
+def released_network_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """"plain", "wavelet", "small" or "large": the released network type a state dict's keys show (None: unknown)."""
+    if any(k.startswith("all_modules.") for k in state_dict):
+        return "wavelet" if any(".convH_0." in k for k in state_dict) else "plain"
+    first = state_dict.get("conv1.conv1.0.weight")
+    if "start_conv.weight" in state_dict and first is not None:
+        return "small" if first.shape[0] == first.shape[1] else "large"   # small: 2 ngf -> 2 ngf; large: -> 4 ngf
+    return None
+
+
+def _network_kind(model: nn.Module) -> str:
+    if isinstance(model, Discriminator):
+        return "small" if isinstance(model, SmallDiscriminator) else "large"
+    return "wavelet" if getattr(model, "wavelet_resblocks", False) else "plain"
+
+
 def _check_official_keys(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> None:
-    """Raise ValueError naming the first missing, unexpected or wrongly shaped released keys."""
+    """Raise ValueError naming the first missing, unexpected or wrongly shaped released keys
+    (and, for a file of another network type, the choice that builds that type)."""
     expected = {k: v.shape for k, v in to_official_state_dict(model).items()}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -244,7 +303,15 @@ def _check_official_keys(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
                 for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                    ("shape mismatches", mismatched)) if keys]
     if problems:
-        raise ValueError(f"released state dict does not fit {type(model).__name__} built from this config; "
+        found, built = released_network_kind(state_dict), _network_kind(model)
+        hint = ""
+        if found is not None and found != built:
+            fix = _NETWORK_KINDS[found][1]
+            if (found in ("small", "large")) != (built in ("small", "large")):
+                fix = "import the discriminator file (netD_*.pth)" if built in ("small", "large") else \
+                    "import the generator file (netG_*.pth)"
+            hint = f"it holds {_NETWORK_KINDS[found][0]}, not {_NETWORK_KINDS[built][0]}: {fix}; "
+        raise ValueError(f"released state dict does not fit {type(model).__name__} built from this config; {hint}"
                          + "; ".join(problems))
 
 
