@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 import src.ddgan.data.cifar10 as cifar10_module
 import src.ddgan.data.lmdb_dataset as lmdb_dataset_module
@@ -28,6 +28,7 @@ from src.ddgan.data.folder_or_lmdb import CelebAHQ256DataModule, LSUNChurch256Da
 from src.ddgan.data.image_folder import ImageFolderDataModule
 from src.ddgan.data.lmdb_dataset import LMDBImageDataset
 from src.ddgan.data.lmdb_format import META_KEY
+from src.ddgan.data.resumable import ResumableShuffle
 from src.ddgan.data.stacked import StackedDigitsDataModule, StackedDigitsDataset, StackedMNISTDataModule
 from src.prepare_lmdb import main as prepare_lmdb_main
 from src.prepare_lmdb import prepare_lmdb
@@ -315,7 +316,7 @@ def test_lmdb_opens_lazily_in_two_workers(tmp_path):
                                        pin_memory=False, persistent_workers=False, prefetch_factor=2)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
-    assert loader.num_workers == 2 and loader.drop_last and isinstance(loader.sampler, RandomSampler)
+    assert loader.num_workers == 2 and loader.drop_last and isinstance(loader.sampler, ResumableShuffle)
     assert loader.prefetch_factor == 2 and not loader.persistent_workers  # persistent ones outlive the test
     batches = list(loader)
     assert len(batches) == NUM_GOOD // 2

@@ -9,9 +9,16 @@
   `every_n_iterations` iterations, at every epoch end and at the end of training, on a stop signal (SIGTERM, or the
   scheduler's requeue signal) and when training diverges. Signals only set a flag; the checkpoint is written at the
   next iteration boundary, on all ranks together, and then training stops.
+- RandomStreams: the process's random streams (torch CPU and CUDA, numpy, python) in every checkpoint, resumed at
+  the start of training; with the train loader's own state (src.ddgan.data.resumable) a run killed at any moment
+  and resumed from last.ckpt ends with the weights of the uninterrupted run (benchmarks/chaos_resume.py).
+- A disk that fills during a write raises CheckpointWriteError (one line: the file, the cause, the fix); the
+  previous checkpoint stays in place.
 """
+import errno
 import logging
 import os
+import random
 import signal
 import threading
 from collections.abc import Sequence
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.fabric.utilities.types import _PATH
@@ -26,25 +34,73 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from src.ddgan.checkpoint import CheckpointError
 from src.ddgan.distributed import any_process_max
 from src.ddgan.module import TrainingDiverged
 
 log = logging.getLogger(__name__)
 
 
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space left, file size limit (ulimit -f), quota
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full); one line naming the file and the fix (src.train: exit 2)."""
+
+
+def disk_full_cause(error: BaseException) -> OSError | None:
+    """The disk-full OSError behind `error` (torch's zip writer reports it as a RuntimeError), if any."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of `path` left by writers that were killed (their process is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def write_fsynced(obj: Any, tmp: Path) -> None:
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in path's directory, fsync, then os.replace it over `path`."""
+    """torch.save to a temporary file in path's directory, fsync, then os.replace it over `path`.
+
+    Raises CheckpointWriteError when the disk fills (or a file size limit is hit); `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write_fsynced(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if (cause := disk_full_cause(error)) is not None:
+            kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: disk full ({cause.strerror}); {kept}. Free space "
+                "there (or point paths.output_dir at a larger disk) and resume with ckpt_path=last") from error
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
@@ -60,6 +116,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_torch_save(checkpoint, path)
+
+
+def complete_saved_epoch(fit_loop: dict[str, Any] | None) -> None:
+    """Mark the epoch of a checkpoint written in on_train_epoch_end as completed, and the next one as not begun.
+
+    Such a checkpoint has the epoch processed but not completed. Lightning completes it on resume only when
+    trainer.max_steps is unset; with max_steps it re-enters the finished epoch for one more batch (index = epoch
+    length), so every later epoch end (LR step, snapshot, reshuffle) came one iteration late.
+    """
+    if not fit_loop or "epoch_progress" not in fit_loop:
+        return
+    epochs, batches = fit_loop["epoch_progress"], fit_loop["epoch_loop.batch_progress"]
+    if all(epochs[k]["started"] == epochs[k]["processed"] == epochs[k]["completed"] + 1 for k in ("current", "total")):
+        for k in ("current", "total"):
+            epochs[k]["completed"] = epochs[k]["processed"]
+        batches["current"] = dict.fromkeys(batches["current"], 0)
+        batches["is_last_batch"] = False
 
 
 class FaultTolerantCheckpoint(ModelCheckpoint):
@@ -111,6 +184,9 @@ class FaultTolerantCheckpoint(ModelCheckpoint):
         self.save_resume_point(trainer)
         self._restore_signal_handlers()
 
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        complete_saved_epoch(checkpoint.get("loops", {}).get("fit_loop"))  # before Lightning restores its loops
+
     def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
         if isinstance(exception, TrainingDiverged):  # raised at an iteration boundary, on every rank
@@ -150,3 +226,47 @@ class FaultTolerantCheckpoint(ModelCheckpoint):
         if signum != signal.SIGTERM and callable(previous):
             previous(signum, None)  # e.g. Lightning's SLURM handler or submitit's: requeue the job
         raise SIGTERMException()
+
+
+# ---- random streams ---------------------------------------------------------------------------------
+def random_streams() -> dict[str, Any]:
+    """This process's random states as plain containers and tensors (loadable with weights_only=True)."""
+    name, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch.cuda"] = torch.cuda.get_rng_state()  # the training device (get_rng_state_all would open all)
+    return state
+
+
+def set_random_streams(state: dict[str, Any]) -> None:
+    """Continue the streams of `random_streams()` (the CUDA one on the current device, when there is one)."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    if "torch.cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["torch.cuda"])
+
+
+class RandomStreams(L.Callback):
+    """Saves the random streams (torch CPU and CUDA, numpy, python) with every checkpoint and continues them when
+    a one-process run resumes, at the start of training: after everything that ran between loading the checkpoint
+    and the first batch, so the resumed run draws the noise, t and z of the uninterrupted one.
+
+    Under DDP the checkpoint holds rank 0's streams only; the module reseeds every rank there (seed_process).
+    """
+
+    def __init__(self) -> None:
+        self._to_resume: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return random_streams()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._to_resume = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:  # (a mid-epoch resume skips on_train_epoch_start)
+        if self._to_resume is not None and trainer.world_size == 1:
+            set_random_streams(self._to_resume)
+        self._to_resume = None

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import DataError
+from .resumable import ResumableDataLoader, ResumableShuffle
 
 
 class RandomHorizontalFlip(Dataset):
@@ -26,7 +27,7 @@ class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses build the train dataset; this class shuffles, batches and flips it.
 
     The train loader yields (images (N, C, H, W) float32 in [-1, 1], labels (N,) long, -1 where none).
-    It uses a plain shuffle and no custom sampler, so Lightning can inject a DistributedSampler under DDP.
+    Its sampler is a DistributedSampler (ResumableShuffle) over this rank's shard, so Lightning keeps it under DDP.
     """
 
     def __init__(
@@ -82,16 +83,16 @@ class ImageDataModule(L.LightningDataModule):
         """Shuffled, drop_last batches of (images, labels)."""
         if self.train_dataset is None:
             self.setup("fit")
-        rank = self.trainer.global_rank if self.trainer is not None else 0
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         uses_workers = self.num_workers > 0
-        return DataLoader(
+        return ResumableDataLoader(  # its place in the epoch is checkpointed: a mid-epoch resume is exact
             self.train_dataset,
             batch_size=self.batch_size_per_device,
-            shuffle=True,
+            sampler=ResumableShuffle(self.train_dataset, num_replicas=world_size, rank=rank, seed=self.seed),
             drop_last=True,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and uses_workers,
             prefetch_factor=self.prefetch_factor if uses_workers else None,
-            generator=torch.Generator().manual_seed(self.seed + rank),  # shuffle order and worker seeds
+            generator=torch.Generator().manual_seed(self.seed + rank),  # worker seeds (not the global stream)
         )

@@ -62,7 +62,9 @@ class GaussianMixtureDataModule(L.LightningDataModule):
             self._restored_rng_state = None
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.dataset, batch_size=None, shuffle=False, num_workers=0)
+        # its own generator: a loader without one draws a seed from torch's global stream at every epoch start,
+        # which a resumed run (its stream restored at the start of training) would not draw at the same point
+        return DataLoader(self.dataset, batch_size=None, shuffle=False, num_workers=0, generator=torch.Generator().manual_seed(self.seed))
 
     def state_dict(self) -> dict:
         return {"rng_state": self.dataset.rng.get_state()} if self.dataset is not None else {}
