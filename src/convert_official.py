@@ -1,10 +1,14 @@
-"""Convert a released DDGAN generator (netG_*.pth) into our checkpoint format.
+"""Convert a released DDGAN or WaveDiff generator (netG_*.pth) into our checkpoint format.
 
     python -m src.convert_official experiment=cifar10 official_ckpt=netG_1200.pth output=cifar10_official.ckpt
+    python -m src.convert_official experiment=... model/generator=wavelet_ncsnpp official_ckpt=netG_500.pth \
+        output=celebahq256_wavediff.ckpt official_args="$(cat run_sh_line.txt)"        # a WaveDiff generator
 
 The released file holds the EMA generator weights (keys may carry DDP's `module.` prefix); they become
 both our `generator` and `generator_ema`. The experiment config decides the architecture and is stored
-in the checkpoint, so sampling and evaluation need nothing else.
+in the checkpoint, so sampling and evaluation need nothing else. `official_args` (optional, a WaveDiff
+run.sh training command) is checked against that architecture, and its Haar subband order against the
+experiment's `model.subband_order` where the experiment has one; the checkpoint records the order.
 """
 import os
 from pathlib import Path
@@ -18,6 +22,7 @@ from src.ddgan.checkpoint import read_checkpoint
 from src.ddgan.cli import fail
 from src.ddgan.module import DDGAN
 from src.ddgan.nets.official import from_official_state_dict
+from src.ddgan.nets.wavediff import check_wavediff_subband_order, parse_wavediff_args, wavediff_generator_kwargs
 
 
 def read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -31,8 +36,36 @@ def read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return content
 
 
+def _plain(value):
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def check_official_args(cfg: DictConfig, official_args: str) -> str:
+    """ValueError (naming the setting) unless the experiment's generator is the one the released WaveDiff command
+    builds and its `model.subband_order` (if it has one) is the command's; returns the command's subband order."""
+    released = parse_wavediff_args(official_args)
+    cls, kwargs = wavediff_generator_kwargs(released)
+    ours = cfg.model.generator
+    target = f"{cls.__module__}.{cls.__name__}"
+    if ours.get("_target_") != target:
+        choice = "wavelet_ncsnpp" if cls.__name__ == "WaveletNCSNpp" else "ncsnpp"
+        raise ValueError(f"official_args build {cls.__name__} (--net_type {released['net_type']}), experiment="
+                         f"{cfg.task_name} builds {ours.get('_target_')}: add model/generator={choice}")
+    for key, value in kwargs.items():
+        mine = OmegaConf.to_object(ours[key]) if OmegaConf.is_config(ours.get(key)) else ours.get(key)
+        if _plain(mine) != _plain(value):
+            raise ValueError(f"official_args give {key}={value!r}, experiment={cfg.task_name} has "
+                             f"model.generator.{key}={mine!r}: set model.generator.{key}={value!r}")
+    subband_order = OmegaConf.select(cfg, "model.subband_order", default=None)
+    if subband_order is not None:
+        check_wavediff_subband_order(released, subband_order)
+    return "pytorch_wavelets" if released["use_pytorch_wavelet"] else "dwt_idwt"
+
+
 def convert(cfg: DictConfig, official_ckpt: Path, output: Path) -> DDGAN:
     """Build the experiment's DDGAN, load the released generator into G and EMA, write `output` atomically."""
+    official_args = cfg.get("official_args")
+    subband_order = check_official_args(cfg, official_args) if official_args else None
     model: DDGAN = instantiate(cfg.model, _convert_="partial")
     try:
         weights = from_official_state_dict(read_official_state_dict(official_ckpt), model.generator)
@@ -41,10 +74,13 @@ def convert(cfg: DictConfig, official_ckpt: Path, output: Path) -> DDGAN:
     model.generator.load_state_dict(weights)
     model.generator_ema.load_state_dict(weights)
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("official_ckpt", "output"):
+    for key in ("official_ckpt", "output", "official_args"):
         config.pop(key, None)
     model.hparams["config"] = config
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": {"iteration": 0, "converted_from": str(official_ckpt)}}
+    provenance = {"iteration": 0, "converted_from": str(official_ckpt)}
+    if subband_order is not None:
+        provenance |= {"official_args": official_args, "subband_order": subband_order}
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": provenance}
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     torch.save(checkpoint, tmp)

@@ -224,3 +224,68 @@ def test_patch_size_imports_in_the_released_patch_order(cls):
     round_trip = cls(**kwargs, patch_size=2)
     round_trip.load_state_dict(from_official_state_dict(to_official_state_dict(ours), round_trip))
     assert all(torch.equal(a, b) for a, b in zip(round_trip.state_dict().values(), ours.state_dict().values()))
+
+
+# ----------------------------------------------------------------------------- released files -> our checkpoints
+
+TINY_WAVELET_EXPERIMENT = [  # experiment=cifar10 with the fixture's wavelet generator (12 subbands at 16 px)
+    "experiment=cifar10",
+    "model/generator=wavelet_ncsnpp",
+    "model.sample_shape=[12,16,16]",
+    "model.generator.base_channels=16",
+    "model.generator.channel_mult=[1,2,2]",
+    "model.generator.num_res_blocks=1",
+    "model.generator.attn_resolutions=[8]",
+    "model.nz=20",
+    "model.generator.z_emb_dim=32",
+    "model.generator.n_mlp=2",
+    "model.discriminator.base_channels=8",
+]
+TINY_WAVELET_ARGS = ("--net_type wavelet --num_channels 12 --num_channels_dae 16 --ch_mult 1 2 2 --num_res_blocks 1 "
+                     "--attn_resolution 8 --nz 20 --z_emb_dim 32 --n_mlp 2 --image_size 32 --current_resolution 16 "
+                     "--use_pytorch_wavelet --exp tiny --rec_loss")
+
+
+def test_released_wavelet_generator_file_converts_and_round_trips(compose, tiny, tmp_path):
+    from src.convert_official import convert
+    from src.ddgan.checkpoint import load_ddgan
+
+    case = tiny["generator_wavelet"]
+    released = tmp_path / "netG_500.pth"
+    torch.save({f"module.{k}": v for k, v in case["state_dict"].items()}, released)       # as saved by DDP
+    cfg = compose([*TINY_WAVELET_EXPERIMENT, f"official_args='{TINY_WAVELET_ARGS}'"], config_name="convert_official")
+    convert(cfg, released, tmp_path / "converted.ckpt")
+
+    model = load_ddgan(tmp_path / "converted.ckpt")
+    assert isinstance(model.generator_ema, WaveletNCSNpp)
+    out = run(model.generator_ema, case)
+    assert (out - case["output"]).abs().max() <= 1e-5
+    exported = to_official_state_dict(model.generator_ema)                                   # and back, unchanged
+    assert exported.keys() == case["state_dict"].keys()
+    assert all(torch.equal(exported[k], v) for k, v in case["state_dict"].items())
+    stored = torch.load(tmp_path / "converted.ckpt", weights_only=True)["ddgan"]
+    assert stored["subband_order"] == "pytorch_wavelets" and stored["converted_from"] == str(released)
+
+
+def test_conversion_names_the_setting_that_does_not_fit(compose, tiny, tmp_path):
+    from src.convert_official import convert
+
+    released = tmp_path / "netG.pth"
+    torch.save(tiny["generator_normal_12ch"]["state_dict"], released)
+    cfg = compose(TINY_WAVELET_EXPERIMENT, config_name="convert_official")
+    with pytest.raises(ValueError, match=r"does not fit experiment=cifar10: .*holds a plain NCSN\+\+ generator, "
+                                         r"not a WaveDiff wavelet generator: use model/generator=ncsnpp"):
+        convert(cfg, released, tmp_path / "x.ckpt")
+    normal_args = TINY_WAVELET_ARGS.replace("--net_type wavelet", "--net_type normal")
+    with pytest.raises(ValueError, match=r"official_args build NCSNpp \(--net_type normal\), .*add model/generator=ncsnpp"):
+        convert(compose([*TINY_WAVELET_EXPERIMENT, f"official_args='{normal_args}'"], config_name="convert_official"),
+                released, tmp_path / "x.ckpt")
+    deeper = TINY_WAVELET_ARGS.replace("--ch_mult 1 2 2", "--ch_mult 1 2 2 2")
+    with pytest.raises(ValueError, match=r"official_args give channel_mult=\[1, 2, 2, 2\], .*"
+                                         r"set model.generator.channel_mult=\[1, 2, 2, 2\]"):
+        convert(compose([*TINY_WAVELET_EXPERIMENT, f"official_args='{deeper}'"], config_name="convert_official"),
+                released, tmp_path / "x.ckpt")
+    with pytest.raises(ValueError, match=r"subband_order='dwt_idwt' does not match .*set subband_order='pytorch_wavelets'"):
+        convert(compose([*TINY_WAVELET_EXPERIMENT, "+model.subband_order=dwt_idwt", f"official_args='{TINY_WAVELET_ARGS}'"],
+                        config_name="convert_official"), released, tmp_path / "x.ckpt")
+    assert not (tmp_path / "x.ckpt").exists()
