@@ -34,7 +34,7 @@ from src.ddgan.evaluation import (
     train_run_classifier,
 )
 from src.ddgan.metrics import DigitFeatures, load_digit_classifier
-from src.ddgan.metrics.extractors import to_uint8
+from src.ddgan.metrics.features import to_uint8
 from src.ddgan.metrics.mode_coverage import NUM_STACKED_MODES
 from src.ddgan.precision import autocast, validate_precision
 from src.ddgan.report import (
@@ -81,12 +81,12 @@ def baseline_entries(baseline: DictConfig, train_cfg: DictConfig, output_dir: Pa
 
 
 def metric_settings(train_cfg: DictConfig) -> DictConfig:
-    """The runs' GenerativeMetrics settings (classifier, reference cache), which the report scores with."""
-    settings = OmegaConf.select(train_cfg, "callbacks.generative_metrics")
-    if settings is None or "_target_" not in settings:  # the experiment's own values alone are not the callback
-        raise ValueError("the runs have no callbacks.generative_metrics, whose classifier settings the report uses: keep "
+    """The runs' metrics node (classifier, reference cache), which the report scores with."""
+    callback = OmegaConf.select(train_cfg, "callbacks.generative_metrics")
+    if callback is None or "_target_" not in callback:  # the experiment's own values alone are not the callback
+        raise ValueError("the runs have no callbacks.generative_metrics, whose metrics settings the report uses: keep "
                          "it (callbacks.generative_metrics.every_n_epochs=0 evaluates only at the end of a run)")
-    return settings
+    return train_cfg.metrics
 
 
 def sample_quality(train_cfg: DictConfig, output_dir: Path, num_real: int, batch_size: int, precision: str) -> SampleQuality:

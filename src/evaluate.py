@@ -1,14 +1,14 @@
 """Score a trained DDGAN or a sample file against its real data (Hydra; config conf/evaluate.yaml):
 
-    python -m src.evaluate ckpt_path=RUN/checkpoints/last.ckpt metrics=[fid,is,pr,modes] num_samples=N
-    python -m src.evaluate samples=DIR/samples.npz data=stacked_digits feature_extractor=digits classifier_path=P
-    python -m src.evaluate samples=a.npz reference=b.npz metrics=[fid,pr]   # b: images (arr_0) or mu/sigma stats
-    python -m src.evaluate ckpt_path=... metrics=[fid] save_statistics=train_stats.npz num_runs=3 jpeg_quality=75
+    python -m src.evaluate ckpt_path=RUN/checkpoints/last.ckpt metrics.names=[fid,is,pr,modes] metrics.num_samples=N
+    python -m src.evaluate samples=DIR/samples.npz data=stacked_digits metrics.feature_extractor=digits metrics.classifier_path=P
+    python -m src.evaluate samples=a.npz reference=b.npz metrics.names=[fid,pr]   # b: images (arr_0) or mu/sigma stats
+    python -m src.evaluate ckpt_path=... metrics.names=[fid] save_statistics=train_stats.npz num_runs=3 metrics.jpeg_quality=75
 
 Writes <output_dir>/metrics.json (default: next to the npz, or <ckpt folder>/<ckpt name>_eval/) and prints a
-table. The real data and the metric settings come from the checkpoint's stored run config (its
-GenerativeMetrics callback), unless given; an npz alone needs data=<conf/data name>. precision=bf16 runs the generator,
-the feature extractor and the classifier under bf16 autocast. Bad input ends with one line on stderr and exit status 2.
+table. The real data and the metric settings come from the checkpoint's stored run config (its `metrics` node),
+unless given; an npz alone needs data=<conf/data name>. metrics.precision=bf16 runs the generator, the feature
+extractor and the classifier under bf16 autocast. Bad input ends with one line on stderr and exit status 2.
 """
 import logging
 import zipfile
@@ -25,36 +25,30 @@ from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.cli import fail, pick_device
 from src.ddgan.data.errors import DataError
 from src.ddgan.evaluation import (
-    SampleQuality,
-    build_extractors,
-    find_digit_classifier,
+    MetricSettings,
+    build_sample_quality,
     generated_batches,
     load_npz_images,
-    pr_extractor_name,
-    real_batches,
-    reference_for,
-    reference_name,
+    stored_metric_settings,
     validate_metrics,
 )
-from src.ddgan.metrics import (
-    DigitFeatures,
-    ReferenceSet,
-    extract_features,
-    gaussian_statistics,
-    load_digit_classifier,
-)
-from src.ddgan.metrics.protocol import load_statistics, save_statistics, validate_is_protocol, validate_jpeg_quality
+from src.ddgan.metrics.protocol import save_statistics, validate_jpeg_quality
 from src.ddgan.metrics.weights import FeatureWeightsError
 from src.ddgan.precision import validate_precision
 
 log = logging.getLogger(__name__)
 
+# settings of this machine: where its files are and what fits in its memory, never taken from the run
+MACHINE_SETTINGS = frozenset({"batch_size_per_device", "inception_weights_path", "vgg16_weights_path",
+                              "reference_cache_dir", "classifier_data_dir"})
 
-def callback_settings(run_config: dict | None) -> dict:
-    """The GenerativeMetrics callback settings of a stored run config ({} when the run had none)."""
-    callbacks = (run_config or {}).get("callbacks") or {}
-    targets = {name: str((c or {}).get("_target_", "")) for name, c in callbacks.items()}
-    return next((callbacks[name] for name, target in targets.items() if target.endswith(".GenerativeMetrics")), {})
+
+def metric_settings(cfg: DictConfig, run_config: dict | None) -> MetricSettings:
+    """cfg.metrics where given, else the run's stored metrics node (not MACHINE_SETTINGS), else the defaults."""
+    settings = dict(cfg.metric_defaults)
+    stored = stored_metric_settings(run_config)
+    settings |= {key: value for key, value in stored.items() if key in settings and key not in MACHINE_SETTINGS}
+    return MetricSettings.from_config(settings | {key: value for key, value in cfg.metrics.items() if value is not None})
 
 
 def run_directory(ckpt_path: Path, run_config: dict) -> Path:
@@ -96,71 +90,6 @@ def check_same_shape(reference: torch.Tensor, sample_shape: tuple[int, ...], whe
                          f"{'×'.join(map(str, sample_shape))}: expected the same channels and size")
 
 
-def image_reference(extractor, images: torch.Tensor, batch_size: int) -> ReferenceSet:
-    features, _ = extract_features(extractor, images, batch_size=batch_size)
-    return ReferenceSet(gaussian_statistics(features), features)
-
-
-def build_quality(cfg: DictConfig, settings: dict, datamodule, *, run_dir: Path | None, num_channels: int,
-                  device: torch.device, reference_images: torch.Tensor | None = None,
-                  statistics_file: Path | None = None) -> tuple[SampleQuality, int | None]:
-    """The metric states, extractors, classifier and real references that cfg (else the run's settings) asks for,
-    and num_real (None when the reference is a file). References: reference_images or statistics_file when given,
-    else the datamodule's first num_real train images (cached)."""
-    feature_extractor = cfg.feature_extractor or settings.get("feature_extractor") or "inception"
-    metrics = validate_metrics(cfg.metrics or settings.get("metrics")
-                               or ["fid", "is", "pr"] + (["modes"] if feature_extractor == "digits" else []))
-    pr_name = pr_extractor_name(feature_extractor, cfg.pr_feature_extractor or settings.get("pr_feature_extractor"))
-    is_protocol = validate_is_protocol(cfg.is_protocol or settings.get("is_protocol") or "salimans")
-    jpeg_quality = validate_jpeg_quality(cfg.jpeg_quality if cfg.jpeg_quality is not None
-                                         else settings.get("jpeg_quality"))
-    if statistics_file is not None and "pr" in metrics:
-        raise ValueError(f"reference={statistics_file} holds FID statistics (mu, sigma) only: precision/recall need "
-                         "images; drop pr from metrics")
-    num_real = cfg.num_real or settings.get("num_real") or 50_000
-    classifier = None
-    if "digits" in (feature_extractor, pr_name) or "modes" in metrics:
-        classifier_path = cfg.classifier_path or find_digit_classifier(settings.get("classifier_path"), run_dir)
-        if classifier_path is None:
-            raise ValueError("feature_extractor=digits and metric modes need a digit classifier: give "
-                             "classifier_path=<.pt> (python -m src.train_classifier writes one)")
-        classifier = load_digit_classifier(classifier_path)
-    needs = list(metrics) + (["fid"] if cfg.save_statistics else [])  # the statistics written are FID's
-    extractor, pr_extractor = build_extractors(
-        feature_extractor, needs, pr_feature_extractor=pr_name,
-        digits=lambda: DigitFeatures(classifier, num_channels=num_channels),
-        inception_weights_path=cfg.inception_weights_path, vgg16_weights_path=cfg.vgg16_weights_path,
-        is_protocol=is_protocol)
-    for net in (extractor, pr_extractor):
-        if net is not None:
-            net.to(device)
-    fid_needed = "fid" in needs
-    if statistics_file is not None:
-        fid_reference = ReferenceSet(load_statistics(statistics_file, extractor.num_features)) if fid_needed else None
-        pr_reference, num_real = None, None
-    elif reference_images is not None:
-        fid_reference = image_reference(extractor, reference_images, cfg.batch_size) if fid_needed else None
-        pr_reference = image_reference(pr_extractor, reference_images, cfg.batch_size) if "pr" in needs else None
-        num_real = len(reference_images)
-    else:
-        name = cfg.dataset_name or settings.get("dataset_name") or reference_name(datamodule, num_real)
-
-        def cached(net, metric):
-            return reference_for(net, [metric] if metric in needs else [], cache_dir=cfg.reference_cache_dir,
-                                 dataset_name=name,
-                                 real_images=lambda: real_batches(datamodule, num_real, batch_size=cfg.batch_size))
-
-        fid_reference, pr_reference = cached(extractor, "fid"), cached(pr_extractor, "pr")
-    if cfg.save_statistics:
-        written = save_statistics(cfg.save_statistics, fid_reference.statistics)
-        log.info(f"FID statistics ({extractor.name}) of the reference written to {written}")
-    quality = SampleQuality(extractor if {"fid", "is"} & set(metrics) else None, metrics, reference=fid_reference,
-                            classifier=classifier, pr_k=cfg.pr_k, is_splits=cfg.is_splits,
-                            precision=str(cfg.precision), pr_extractor=pr_extractor, pr_reference=pr_reference,
-                            jpeg_quality=jpeg_quality, is_protocol=is_protocol)
-    return quality.to(device), num_real
-
-
 def average_runs(runs: list[dict[str, float]]) -> dict:
     """One run's metrics as they are; several: each metric's mean, and FID's sample std and per-run values."""
     if len(runs) == 1:
@@ -176,17 +105,19 @@ def evaluate(cfg: DictConfig) -> dict:
     """Score cfg.samples (an npz) or cfg.num_samples images of cfg.ckpt_path; write and return the metrics."""
     if cfg.ckpt_path is None and cfg.samples is None:
         raise ValueError("give ckpt_path=<checkpoint> (sampled) or samples=<npz from src.sample> (or both)")
-    if cfg.metrics is not None:
-        validate_metrics(cfg.metrics)  # fail before any loading
-    validate_jpeg_quality(cfg.jpeg_quality)
+    if cfg.metrics.names is not None:
+        validate_metrics(cfg.metrics.names)  # fail before any loading
+    validate_jpeg_quality(cfg.metrics.jpeg_quality)
     num_runs = cfg.num_runs
     if isinstance(num_runs, bool) or not isinstance(num_runs, int) or num_runs < 1:
         raise ValueError(f"num_runs={num_runs!r} is invalid: expected an integer >= 1")
-    precision = validate_precision(cfg.precision)
+    if cfg.metrics.precision is not None:
+        validate_precision(cfg.metrics.precision, key="metrics.precision")
     device = pick_device(cfg.device)
     reference_images, statistics_file = read_reference(cfg.reference) if cfg.reference is not None else (None, None)
     model = load_ddgan(cfg.ckpt_path).to(device) if cfg.ckpt_path is not None else None
     run_config = model.hparams["config"] if model is not None else None
+    settings = metric_settings(cfg, run_config)
     images = load_npz_images(cfg.samples) if cfg.samples is not None else None
     sample_shape = tuple(images.shape[1:]) if images is not None else tuple(model.sample_shape)
     if reference_images is not None:
@@ -197,23 +128,30 @@ def evaluate(cfg: DictConfig) -> dict:
                          "(e.g. data=stacked_digits) or reference=<npz>, or give the run's ckpt_path=")
     # images are only loaded if the reference is not cached
     datamodule = instantiate(data_config) if data_config is not None and cfg.reference is None else None
-    quality, num_real = build_quality(
-        cfg, callback_settings(run_config), datamodule, device=device,
-        run_dir=run_directory(Path(cfg.ckpt_path), run_config) if model is not None else None,
-        num_channels=sample_shape[0], reference_images=reference_images, statistics_file=statistics_file)
+    # an explicit metrics.classifier_path wins over the run's own classifier
+    run_dir = run_directory(Path(cfg.ckpt_path), run_config) if model is not None else None
+    quality, num_real = build_sample_quality(
+        settings, sample_shape=sample_shape, device=device,
+        run_dir=run_dir if cfg.metrics.classifier_path is None else None, datamodule=datamodule,
+        reference_images=reference_images, statistics_file=statistics_file, fid_reference=bool(cfg.save_statistics))
+    if cfg.save_statistics:
+        written = save_statistics(cfg.save_statistics, quality.reference.statistics)
+        log.info(f"FID statistics ({quality.extractor.name}) of the reference written to {written}")
+    batch_size, precision = settings.batch_size_per_device, settings.precision
 
     if images is not None:
         per_run = len(images) // num_runs
         if per_run < 2:
             raise ValueError(f"samples={cfg.samples}: {len(images)} images cannot make num_runs={num_runs} sets")
-        results = average_runs([quality.score(images[r * per_run:(r + 1) * per_run].split(cfg.batch_size))
+        results = average_runs([quality.score(images[r * per_run:(r + 1) * per_run].split(batch_size))
                                 for r in range(num_runs)])
         source = {"samples": str(cfg.samples), "num_samples": per_run}
     else:  # run r draws samples r * num_samples ... (r + 1) * num_samples - 1: independent sets
+        num_samples, seed = settings.num_samples, settings.seed
         results = average_runs([quality.score(generated_batches(
-            model, range(r * cfg.num_samples, (r + 1) * cfg.num_samples), batch_size=cfg.batch_size, seed=cfg.seed,
+            model, range(r * num_samples, (r + 1) * num_samples), batch_size=batch_size, seed=seed,
             use_ema=cfg.use_ema, precision=precision)) for r in range(num_runs)])
-        source = {"num_samples": cfg.num_samples, "seed": cfg.seed, "use_ema": cfg.use_ema}
+        source = {"num_samples": num_samples, "seed": seed, "use_ema": cfg.use_ema}
     if model is not None:
         source |= {"ckpt_path": str(cfg.ckpt_path), "iteration": model.iteration}
     if cfg.reference is not None:

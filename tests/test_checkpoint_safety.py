@@ -47,7 +47,7 @@ def code_checkpoint(compose, tmp_path):
 @pytest.mark.parametrize("command", ["src.sample", "src.evaluate", "src.visualize", "src.edit"])
 def test_every_command_refuses_a_checkpoint_that_carries_code(command, code_checkpoint, tmp_path, capsys):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "input.png")
-    extra = {"src.sample": [], "src.evaluate": ["metrics=[modes]"], "src.visualize": [],
+    extra = {"src.sample": [], "src.evaluate": ["metrics.names=[modes]"], "src.visualize": [],
              "src.edit": [f"input={tmp_path / 'input.png'}", "start_step=1"]}[command]
     with pytest.raises(SystemExit) as exit_info:
         run_module(command, f"ckpt_path={code_checkpoint}", f"output_dir={tmp_path / 'out'}", *extra)

@@ -100,7 +100,7 @@ def test_report_scores_ddgan_the_baseline_and_the_data(tmp_path, capsys):
             with open_dict(run):
                 run.paths.output_dir = str(tmp_path / "sweep" / str(job))
             train(run)
-        rough_classifier = "callbacks.generative_metrics.classifier_epochs=2"  # the report's own: rough is enough here
+        rough_classifier = "metrics.classifier_epochs=2"  # the report's own: rough is enough here
         overrides = ",".join(f'"{o}"' for o in [*TINY_DIGITS, data_dir, rough_classifier])
         cfg = compose(config_name="digits_report", overrides=[
             f"ddgan.sweep_dir={tmp_path / 'sweep'}", f"ddgan.overrides=[{overrides}]", "baseline.num_levels=100",

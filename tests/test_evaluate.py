@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 import src.ddgan.evaluation as evaluation_lib
 import src.ddgan.metrics.reference as reference_lib
 from src.ddgan.checkpoint import load_ddgan
-from src.ddgan.evaluation import rank_indices
+from src.ddgan.evaluation import MetricSettings, rank_indices, stored_metric_settings
 from src.ddgan.images import grid_scale
 from src.ddgan.metrics import DigitClassifier, DigitFeatures
 from src.ddgan.module import DDGAN
@@ -37,12 +38,12 @@ TINY_DIGITS = [
     "trainer.enable_progress_bar=false",
     "logger=csv",
     "callbacks.sample_grid.num_samples=4",
-    "callbacks.generative_metrics.num_samples=60",
-    "callbacks.generative_metrics.num_real=100",
-    "callbacks.generative_metrics.batch_size_per_device=32",
-    "callbacks.generative_metrics.classifier_epochs=2",  # a rough classifier is enough to test the wiring
+    "metrics.num_samples=60",
+    "metrics.num_real=100",
+    "metrics.batch_size_per_device=32",
+    "metrics.classifier_epochs=2",  # a rough classifier is enough to test the wiring
     "callbacks.generative_metrics.final_num_samples=null",
-    "callbacks.generative_metrics.precision=32",
+    "metrics.precision=32",
 ]
 
 
@@ -133,7 +134,7 @@ def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_pa
     from_callback = json.loads((run_dir / "metrics.json").read_text())
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     # the checkpoint: data, extractor, classifier, metrics and num_real come from the run's stored config
-    record = evaluate(compose_config([f"ckpt_path={ckpt}", "num_samples=60", "seed=1234", "batch_size=25",
+    record = evaluate(compose_config([f"ckpt_path={ckpt}", "metrics.num_samples=60", "metrics.seed=1234", "metrics.batch_size_per_device=25",
                                    f"paths.data_dir={data_dir}"], config_name="evaluate"))
     assert record["metrics_file"] == str(run_dir / "checkpoints" / "last_eval" / "metrics.json")
     for key in METRIC_KEYS:
@@ -144,8 +145,8 @@ def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_pa
     samples, _ = generate(load_ddgan(ckpt), 60, 30, seed=1234, warmup_batches=0)
     write_samples(samples, tmp_path)
     npz_record = evaluate(compose_config([f"samples={tmp_path / 'samples.npz'}", "data=stacked_digits",
-                                       "data.num_images=200", "feature_extractor=digits",
-                                       f"classifier_path={run_dir / 'digit_classifier.pt'}", "num_real=100",
+                                       "data.num_images=200", "metrics.feature_extractor=digits",
+                                       f"metrics.classifier_path={run_dir / 'digit_classifier.pt'}", "metrics.num_real=100",
                                        f"paths.data_dir={data_dir}"], config_name="evaluate"))
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert METRIC_KEYS <= set(written) and written["num_samples"] == 60
@@ -158,6 +159,28 @@ def test_evaluate_checkpoint_and_its_npz_reproduce_the_callback(tiny_run, tmp_pa
     assert {key: both[key] for key in METRIC_KEYS} == {key: npz_record[key] for key in METRIC_KEYS}
     table = format_table(npz_record)
     assert "FID" in table and "modes covered" in table and "samples.npz" in table
+
+
+def test_evaluate_reads_checkpoints_written_before_the_metrics_node(tiny_run, tmp_path):
+    """Compatibility: a run config without the `metrics` node kept the settings in its GenerativeMetrics callback
+    (metric list under `metrics`); src.evaluate reads them from there and scores as the run did."""
+    run_dir, data_dir = tiny_run
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    config = checkpoint["hyper_parameters"]["config"]
+    settings = config.pop("metrics")
+    callback = config["callbacks"]["generative_metrics"]
+    del callback["metrics"]
+    callback |= {("metrics" if key == "names" else key): value for key, value in settings.items()}
+    assert stored_metric_settings(config) == settings
+    old = tmp_path / "checkpoints" / "old.ckpt"
+    old.parent.mkdir()
+    torch.save(checkpoint, old)
+    (tmp_path / "digit_classifier.pt").write_bytes((run_dir / "digit_classifier.pt").read_bytes())  # the run's own
+    record = evaluate(compose_config([f"ckpt_path={old}", f"paths.data_dir={data_dir}"], config_name="evaluate"))
+    from_callback = json.loads((run_dir / "metrics.json").read_text())
+    assert (record["num_samples"], record["seed"], record["num_real"]) == (60, 1234, 100)  # the run's settings
+    for key in METRIC_KEYS:
+        assert record[key] == pytest.approx(from_callback[key], abs=1e-6), key
 
 
 def assert_cli_fails(args: list[str], message: str, capsys) -> None:
@@ -174,15 +197,15 @@ def test_evaluate_cli_prints_a_table_and_rejects_bad_input(tiny_run, tmp_path, c
     run_dir, data_dir = tiny_run
     argv = sys.argv
     try:
-        sys.argv = ["src.evaluate", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "metrics=[fid,modes]",
-                    "num_samples=20", f"output_dir={tmp_path}", f"paths.data_dir={data_dir}"]
+        sys.argv = ["src.evaluate", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "metrics.names=[fid,modes]",
+                    "metrics.num_samples=20", f"output_dir={tmp_path}", f"paths.data_dir={data_dir}"]
         runpy.run_module("src.evaluate", run_name="__main__", alter_sys=False)
         out = capsys.readouterr().out
         assert "FID" in out and "KL to uniform" in out and "precision" not in out
         assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"fid", "modes_covered", "mode_kl"}
         for bad, message in [(f"samples={tmp_path}/none.npz", "No such file"),
-                             ("samples=x.npz metrics=[fid,kid]", "metrics="),
-                             ("samples=x.npz precision=16", "precision=16 is not supported: use 32")]:
+                             ("samples=x.npz metrics.names=[fid,kid]", "metrics.names="),
+                             ("samples=x.npz metrics.precision=16", "precision=16 is not supported: use 32")]:
             assert_cli_fails(bad.split(), message, capsys)
     finally:
         sys.argv = argv
@@ -204,12 +227,12 @@ def test_bf16_evaluation_scores_close_to_fp32(tiny_run, tmp_path, monkeypatch):
     spy(DDGAN, "sample")
     spy(DigitFeatures, "features_and_logits")
     spy(DigitClassifier, "forward")  # modes
-    settings = [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "num_samples=60", "seed=1234", "batch_size=30",
+    settings = [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "metrics.num_samples=60", "metrics.seed=1234", "metrics.batch_size_per_device=30",
                 f"paths.data_dir={data_dir}", "device=cpu"]
     fp32 = evaluate(compose_config(settings + [f"output_dir={tmp_path / 'fp32'}"], config_name="evaluate"))
     assert autocast_seen and not any(on for _, on in autocast_seen)
     autocast_seen.clear()
-    bf16 = evaluate(compose_config(settings + [f"output_dir={tmp_path / 'bf16'}", "precision=bf16"], config_name="evaluate"))
+    bf16 = evaluate(compose_config(settings + [f"output_dir={tmp_path / 'bf16'}", "metrics.precision=bf16"], config_name="evaluate"))
     assert {name for name, _ in autocast_seen} == {"sample", "features_and_logits", "forward"}
     assert all(on for _, on in autocast_seen)
     assert (fp32["inference_precision"], bf16["inference_precision"]) == ("32", "bf16")
@@ -217,6 +240,25 @@ def test_bf16_evaluation_scores_close_to_fp32(tiny_run, tmp_path, monkeypatch):
     assert bf16["fid"] == pytest.approx(fp32["fid"], rel=0.05) and abs(bf16["modes_covered"] - fp32["modes_covered"]) <= 3
     for key in ("precision", "recall"):
         assert bf16[key] == pytest.approx(fp32[key], abs=0.1), key
+
+
+@pytest.mark.parametrize("experiment", ["stacked_digits", "stackedmnist", "cifar10", "celebahq256", "lsun_church256"])
+def test_every_image_experiment_has_one_metrics_node_that_the_callback_reads(experiment, tmp_path):
+    cfg = compose_config([f"experiment={experiment}"], output_dir=tmp_path)
+    settings = MetricSettings.from_config(cfg.metrics)  # every key present and valid
+    assert OmegaConf.to_container(cfg.callbacks.generative_metrics.metrics, resolve=True) == \
+        OmegaConf.to_container(cfg.metrics, resolve=True)
+    assert settings.names == (["fid", "is", "pr", "modes"] if "stacked" in experiment else ["fid", "is", "pr"])
+    assert not set(cfg.callbacks.generative_metrics) - {"_target_", "output_dir", "metrics", "every_n_epochs",
+                                                        "every_n_iterations", "final_num_samples"}
+
+
+def test_evaluate_takes_every_metrics_setting_and_its_defaults_from_the_one_node(tmp_path):
+    cfg = compose_config(["paths.output_dir=x"], config_name="evaluate")
+    assert list(cfg.metrics) == list(cfg.metric_defaults)  # the same keys, in the same order, none with a default here
+    assert all(value is None for value in cfg.metrics.values())
+    with pytest.raises(ValueError, match="metrics.num_sample is not a setting"):
+        MetricSettings.from_config(dict(cfg.metric_defaults) | {"num_sample": 1})
 
 
 def test_ranks_draw_contiguous_shares_of_the_sample_indices():
@@ -234,8 +276,7 @@ def test_missing_inception_weights_stop_the_run_before_training(tmp_path, monkey
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setattr("src.ddgan.metrics.inception.fid_helper_weights_file", lambda: None)  # no offline-metrics
-    inception_fid = ["callbacks.generative_metrics.metrics=[fid]",
-                     "callbacks.generative_metrics.feature_extractor=inception"]
+    inception_fid = ["metrics.names=[fid]", "metrics.feature_extractor=inception"]
     cfg = compose_config(TINY_DIGITS + inception_fid + [f"paths.data_dir={tmp_path / 'data'}"], output_dir=tmp_path)
     with pytest.raises(InceptionWeightsError, match="hub/checkpoints"):
         train(cfg)
@@ -248,20 +289,20 @@ def test_evaluate_two_sample_files_statistics_files_and_several_runs(tiny_run, t
     model = load_ddgan(run_dir / "checkpoints" / "last.ckpt")
     for name, seed in (("a", 1), ("b", 2)):
         write_samples(generate(model, 40, 40, seed=seed, warmup_batches=0)[0], tmp_path / name)
-    digits = ["feature_extractor=digits", f"classifier_path={run_dir / 'digit_classifier.pt'}",
+    digits = ["metrics.feature_extractor=digits", f"metrics.classifier_path={run_dir / 'digit_classifier.pt'}",
               f"paths.data_dir={data_dir}"]
     stats = tmp_path / "b_stats.npz"
-    images = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics=[fid,pr]",
+    images = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics.names=[fid,pr]",
                                       f"reference={tmp_path / 'b' / 'samples.npz'}", f"save_statistics={stats}",
                                       *digits], config_name="evaluate"))
     assert images["metric_features"] == {"fid": images["feature_extractor"], "pr": images["feature_extractor"]}
     assert images["num_real"] == 40 and images["jpeg_quality"] is None and 0 <= images["recall"] <= 1
-    from_stats = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics=[fid]",
+    from_stats = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics.names=[fid]",
                                           f"reference={stats}", f"output_dir={tmp_path / 's'}", *digits],
                                          config_name="evaluate"))
     assert from_stats["fid"] == pytest.approx(images["fid"], rel=1e-9)
-    runs = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics=[fid]", "num_runs=2",
-                                    "jpeg_quality=75", f"reference={stats}", f"output_dir={tmp_path / 'r'}", *digits],
+    runs = evaluate(compose_config([f"samples={tmp_path / 'a' / 'samples.npz'}", "metrics.names=[fid]", "num_runs=2",
+                                    "metrics.jpeg_quality=75", f"reference={stats}", f"output_dir={tmp_path / 'r'}", *digits],
                                    config_name="evaluate"))
     assert runs["num_runs"] == 2 and len(runs["fid_runs"]) == 2 and runs["num_samples"] == 20
     assert runs["fid"] == pytest.approx(sum(runs["fid_runs"]) / 2) and runs["fid_std"] >= 0
@@ -279,18 +320,19 @@ def test_evaluate_rejects_bad_references_and_options_in_one_line(tiny_run, tmp_p
     np.savez(tmp_path / "grey.npz", arr_0=np.zeros((8, 32, 32, 1), np.uint8))
     np.savez(tmp_path / "no_mu.npz", sigma=np.eye(3))
     np.savez(tmp_path / "dim.npz", mu=np.zeros(3), sigma=np.eye(3))
-    digits = f"feature_extractor=digits classifier_path={run_dir / 'digit_classifier.pt'} paths.data_dir={data_dir}"
+    digits = (f"metrics.feature_extractor=digits metrics.classifier_path={run_dir / 'digit_classifier.pt'} "
+              f"paths.data_dir={data_dir}")
     argv = sys.argv
     try:
         size = "small.npz: images are 3×16×16 (C×H×W), the samples 3×32×32: expected the same channels and size"
         for bad, message in [(f"reference={tmp_path}/small.npz", size),
                              (f"reference={tmp_path}/grey.npz", "images are 1×32×32"),
-                             (f"reference={tmp_path}/no_mu.npz metrics=[fid]", "no_mu.npz: no mu array"),
-                             (f"reference={tmp_path}/dim.npz metrics=[fid]", "dim.npz: mu has shape (3,), expected"),
-                             (f"reference={tmp_path}/dim.npz metrics=[fid,pr]", "precision/recall need images"),
-                             (f"reference={samples} jpeg_quality=0", "jpeg_quality=0 is invalid: expected an integer"),
+                             (f"reference={tmp_path}/no_mu.npz metrics.names=[fid]", "no_mu.npz: no mu array"),
+                             (f"reference={tmp_path}/dim.npz metrics.names=[fid]", "dim.npz: mu has shape (3,), expected"),
+                             (f"reference={tmp_path}/dim.npz metrics.names=[fid,pr]", "precision/recall need images"),
+                             (f"reference={samples} metrics.jpeg_quality=0", "jpeg_quality=0 is invalid: expected an integer"),
                              (f"reference={samples} num_runs=0", "num_runs=0 is invalid"),
-                             (f"reference={samples} pr_feature_extractor=vgg", "pr_feature_extractor='vgg' is invalid")]:
+                             (f"reference={samples} metrics.pr_feature_extractor=vgg", "pr_feature_extractor='vgg' is invalid")]:
             assert_cli_fails([f"samples={samples}", *bad.split(), *digits.split()], message, capsys)
     finally:
         sys.argv = argv

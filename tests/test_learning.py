@@ -11,7 +11,7 @@ from src.train import train
 def test_stacked_digits_learns_hundreds_of_modes_in_300_iterations(compose, tmp_path):
     overrides = ["experiment=stacked_digits", "callbacks.iteration_budget.max_iterations=300",
                  "callbacks.generative_metrics.every_n_iterations=0", "callbacks.generative_metrics.final_num_samples=1000",
-                 "callbacks.generative_metrics.metrics=[fid,modes]", "trainer.enable_progress_bar=false"]
+                 "metrics.names=[fid,modes]", "trainer.enable_progress_bar=false"]
     train(compose(overrides, tmp_path))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["iteration"] == 300

@@ -1,14 +1,18 @@
 """Sample quality against real data: FID, Inception Score, improved precision/recall (k = 3) and StackedMNIST
 mode coverage, streamed over per-sample-seeded batches and scored against a cached real-data reference.
 
-Shared by the training callback (src/ddgan/callbacks/generative_metrics.py) and `python -m src.evaluate`.
+Shared by the training callback (src/ddgan/callbacks/generative_metrics.py) and `python -m src.evaluate`: both
+read their settings from the `metrics` config node (MetricSettings; defaults in conf/metrics/default.yaml) and build
+their scorer with build_sample_quality.
 Both sides travel as uint8 (N, C, H, W), as if saved to PNG, so a checkpoint scored with seed S and the npz that
 `src.sample seed=S` writes from it give the same numbers.
 """
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import lightning as L
 import numpy as np
@@ -18,12 +22,16 @@ from torch.utils.data import DataLoader, Subset
 from src.ddgan.data.datamodule import RandomHorizontalFlip
 from src.ddgan.metrics import (
     DigitClassifier,
+    DigitFeatures,
     FeatureExtractor,
     FrechetDistance,
     InceptionScore,
     ModeCoverage,
     PrecisionRecall,
     ReferenceSet,
+    extract_features,
+    gaussian_statistics,
+    load_digit_classifier,
     load_digit_splits,
     load_or_compute_reference,
     predict_stacked_modes,
@@ -32,12 +40,19 @@ from src.ddgan.metrics import (
 )
 from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS, build_feature_extractor
 from src.ddgan.metrics.features import to_uint8
-from src.ddgan.metrics.protocol import IS_PROTOCOLS, jpeg_roundtrip, validate_is_protocol, validate_jpeg_quality
+from src.ddgan.metrics.protocol import (
+    IS_PROTOCOLS,
+    jpeg_roundtrip,
+    load_statistics,
+    validate_is_protocol,
+    validate_jpeg_quality,
+)
 from src.ddgan.module import DDGAN
-from src.ddgan.precision import autocast
+from src.ddgan.precision import autocast, validate_precision
 from src.ddgan.sampling import PerSampleGenerator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 METRICS = ("fid", "is", "pr", "modes")  # FID | Inception Score | precision & recall | modes covered & KL
 RUN_CLASSIFIER_FILE = "digit_classifier.pt"  # a classifier trained for a run is saved in its output_dir
@@ -51,8 +66,91 @@ def validate_metrics(metrics: Iterable[str]) -> list[str]:
     metrics = list(metrics)
     unknown = [name for name in metrics if name not in METRICS]
     if unknown or not metrics:
-        raise ValueError(f"metrics={metrics} is invalid: choose one or more of {list(METRICS)}")
+        raise ValueError(f"metrics.names={metrics} is invalid: choose one or more of {list(METRICS)}")
     return metrics
+
+
+def default_metric_names(feature_extractor: str) -> list[str]:
+    """metrics.names=null: FID, IS and precision/recall, and mode coverage next to digit features."""
+    return ["fid", "is", "pr"] + (["modes"] if feature_extractor == "digits" else [])
+
+
+# ---- the settings: the `metrics` config node ---------------------------------------------------
+@dataclasses.dataclass
+class MetricSettings:
+    """The `metrics` node, validated: what to measure (names), with which features, on how many samples, against
+    which reference, at which precision. Its defaults stand in conf/metrics/default.yaml only (no field has one here).
+    names and pr_feature_extractor hold the resolved choices (null in the config: see default_metric_names and
+    pr_extractor_name)."""
+
+    names: list[str]
+    num_samples: int
+    num_real: int
+    batch_size_per_device: int
+    seed: int
+    precision: str
+    feature_extractor: str
+    pr_feature_extractor: str
+    classifier_path: str | None
+    train_missing_classifier: bool
+    classifier_dataset: str
+    classifier_data_dir: str | None
+    classifier_epochs: int
+    inception_weights_path: str | None
+    vgg16_weights_path: str | None
+    reference_cache_dir: str
+    dataset_name: str | None
+    pr_k: int
+    is_splits: int
+    is_protocol: str
+    jpeg_quality: int | None
+
+    def __post_init__(self) -> None:
+        if self.feature_extractor not in FEATURE_EXTRACTORS:
+            raise ValueError(f"feature_extractor={self.feature_extractor!r} is invalid: "
+                             f"choose one of {list(FEATURE_EXTRACTORS)}")
+        self.names = validate_metrics(self.names if self.names is not None
+                                      else default_metric_names(self.feature_extractor))
+        self.pr_feature_extractor = pr_extractor_name(self.feature_extractor, self.pr_feature_extractor)
+        self.precision = validate_precision(self.precision, key="metrics.precision")
+        self.is_protocol = validate_is_protocol(self.is_protocol)
+        self.jpeg_quality = validate_jpeg_quality(self.jpeg_quality)
+
+    @classmethod
+    def from_config(cls, node: Mapping) -> "MetricSettings":
+        """The settings of a `metrics` node (a DictConfig or a dict); ValueError naming an unknown or missing key."""
+        values = dict(node.items())
+        fields = [field.name for field in dataclasses.fields(cls)]
+        if unknown := sorted(set(values) - set(fields)):
+            raise ValueError(f"metrics.{unknown[0]} is not a setting of the metrics node: choose from {fields}")
+        if missing := [name for name in fields if name not in values]:
+            raise ValueError(f"the metrics node lacks {missing} (conf/metrics/default.yaml holds every setting)")
+        return cls(**{name: list(value) if name == "names" and value is not None else value
+                      for name, value in values.items()})
+
+    @property
+    def needs_classifier(self) -> bool:
+        return "digits" in (self.feature_extractor, self.pr_feature_extractor) or "modes" in self.names
+
+
+# what a run's GenerativeMetrics callback held besides the metric settings (checkpoints written before the node)
+CALLBACK_SCHEDULE = frozenset({"_target_", "output_dir", "every_n_epochs", "every_n_iterations", "final_num_samples"})
+
+
+def stored_metric_settings(run_config: Mapping | None) -> dict:
+    """The `metrics` node of a checkpoint's stored run config ({} when the run measured no sample quality).
+
+    Compatibility path, for checkpoints written before the node existed: their settings stood in the run's
+    GenerativeMetrics callback (the callbacks entry whose _target_ ends in .GenerativeMetrics, the metric list under
+    `metrics`); they are read from there, without the callback's schedule."""
+    run_config = run_config or {}
+    if isinstance(run_config.get("metrics"), Mapping):
+        return dict(run_config["metrics"])
+    callbacks = run_config.get("callbacks") or {}
+    legacy = next((c for c in callbacks.values() if str((c or {}).get("_target_", "")).endswith(".GenerativeMetrics")),
+                  {})
+    return {("names" if key == "metrics" else key): value for key, value in legacy.items()
+            if key not in CALLBACK_SCHEDULE}
 
 
 # ---- generated and real images -----------------------------------------------------------------
@@ -197,6 +295,7 @@ class SampleQuality:
         is_protocol: str = "salimans",  # the name recorded for IS (its logits are the extractor's)
     ) -> None:
         self.metrics = validate_metrics(metrics)
+        self.reference = reference  # kept: src.evaluate save_statistics= writes its statistics
         self.pr_extractor = pr_extractor or extractor
         self.extractor = extractor or self.pr_extractor
         self.classifier, self.precision = classifier, precision
@@ -304,3 +403,95 @@ class SampleQuality:
             return self.compute()
         finally:
             self.reset()
+
+
+# ---- the one builder of the scorer -------------------------------------------------------------
+def run_here(name: str, make: Callable[[], T]) -> T:
+    """make() at once: the single-process `once` of build_sample_quality (the callback's runs rank zero first)."""
+    return make()
+
+
+def digit_classifier_for(settings: MetricSettings, run_dir: str | Path | None, *, resolution: int,
+                         train_missing: bool = False, once=run_here) -> DigitClassifier | None:
+    """The digit classifier the settings need (None when none): the run's own <run_dir>/digit_classifier.pt, else
+    settings.classifier_path, else (train_missing and settings.train_missing_classifier) one trained into run_dir."""
+    if not settings.needs_classifier:
+        return None
+
+    def find_or_train() -> Path:
+        path = find_digit_classifier(settings.classifier_path, run_dir)
+        if path is not None:
+            return path
+        if not (train_missing and settings.train_missing_classifier and run_dir is not None):
+            where = f" nor in {run_dir}" if run_dir is not None else ""
+            train = " or set metrics.train_missing_classifier=true" if train_missing else ""
+            raise FileNotFoundError(f"feature_extractor=digits and metric modes need a digit classifier: none at "
+                                    f"metrics.classifier_path={settings.classifier_path}{where}; give "
+                                    f"metrics.classifier_path=<.pt> (python -m src.train_classifier writes one){train}")
+        return train_run_classifier(Path(run_dir) / RUN_CLASSIFIER_FILE, resolution=resolution,
+                                    dataset=settings.classifier_dataset, data_dir=settings.classifier_data_dir,
+                                    epochs=settings.classifier_epochs)
+
+    return load_digit_classifier(once("digit_classifier", find_or_train))
+
+
+def image_reference(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int) -> ReferenceSet:
+    """The reference of real images given as a tensor (not cached)."""
+    features, _ = extract_features(extractor, images, batch_size=batch_size)
+    return ReferenceSet(gaussian_statistics(features), features)
+
+
+def build_sample_quality(
+    settings: MetricSettings,
+    *,
+    sample_shape: Sequence[int],  # (C, H, W) of the images scored
+    device: torch.device | str,
+    run_dir: str | Path | None = None,  # where the run's own digit classifier is (or is trained into)
+    train_missing_classifier: bool = False,  # train one into run_dir when none is found (training only)
+    datamodule: L.LightningDataModule | None = None,  # the real side: its first num_real train images (cached) ...
+    reference_images: torch.Tensor | None = None,  # ... or these uint8 images ...
+    statistics_file: str | Path | None = None,  # ... or FID statistics (mu, sigma) from a file
+    fid_reference: bool = False,  # also compute FID's reference when fid is not measured (to save its statistics)
+    once: Callable[[str, Callable[[], T]], T] = run_here,  # once(name, make): the callback's rank-zero-first
+) -> tuple[SampleQuality, int | None]:
+    """The scorer of `settings` (states, extractors, classifier, real references) on `device`, and num_real (None
+    when the reference is a statistics file)."""
+    names = settings.names
+    if statistics_file is not None and "pr" in names:
+        raise ValueError(f"reference={statistics_file} holds FID statistics (mu, sigma) only: precision/recall need "
+                         "images; drop pr from metrics.names")
+    classifier = digit_classifier_for(settings, run_dir, resolution=sample_shape[-1],
+                                      train_missing=train_missing_classifier, once=once)
+    needs = list(names) + (["fid"] if fid_reference and "fid" not in names else [])
+    # rank zero fetches the weights (or raises with the fix), the others find them cached
+    extractor, pr_extractor = once("feature_extractor", lambda: build_extractors(
+        settings.feature_extractor, needs, pr_feature_extractor=settings.pr_feature_extractor,
+        digits=lambda: DigitFeatures(classifier, num_channels=sample_shape[0]),
+        inception_weights_path=settings.inception_weights_path, vgg16_weights_path=settings.vgg16_weights_path,
+        is_protocol=settings.is_protocol))
+    for net in (extractor, pr_extractor):
+        if net is not None:
+            net.to(device)
+    num_real = settings.num_real
+    if statistics_file is not None:
+        fid = ReferenceSet(load_statistics(statistics_file, extractor.num_features)) if "fid" in needs else None
+        pr, num_real = None, None
+    elif reference_images is not None:
+        batch = settings.batch_size_per_device
+        fid = image_reference(extractor, reference_images, batch) if "fid" in needs else None
+        pr = image_reference(pr_extractor, reference_images, batch) if "pr" in needs else None
+        num_real = len(reference_images)
+    else:
+        name = settings.dataset_name or reference_name(datamodule, num_real)
+
+        def cached(net: FeatureExtractor | None, metric: str) -> ReferenceSet | None:
+            return once("reference", lambda: reference_for(
+                net, [metric] if metric in needs else [], cache_dir=settings.reference_cache_dir, dataset_name=name,
+                real_images=lambda: real_batches(datamodule, num_real, batch_size=settings.batch_size_per_device)))
+
+        fid, pr = cached(extractor, "fid"), cached(pr_extractor, "pr")
+    quality = SampleQuality(extractor if {"fid", "is"} & set(names) else None, names, reference=fid,
+                            classifier=classifier, pr_k=settings.pr_k, is_splits=settings.is_splits,
+                            precision=settings.precision, pr_extractor=pr_extractor, pr_reference=pr,
+                            jpeg_quality=settings.jpeg_quality, is_protocol=settings.is_protocol)
+    return quality.to(device), num_real
