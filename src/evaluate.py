@@ -102,7 +102,7 @@ def average_runs(runs: list[dict[str, float]]) -> dict:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Score cfg.samples (an npz) or cfg.num_samples images of cfg.ckpt_path; write and return the metrics."""
+    """Score cfg.samples (an npz) or metrics.num_samples images of cfg.ckpt_path; write and return the metrics."""
     if cfg.ckpt_path is None and cfg.samples is None:
         raise ValueError("give ckpt_path=<checkpoint> (sampled) or samples=<npz from src.sample> (or both)")
     if cfg.metrics.names is not None:
