@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.cli import fail, pick_device
+from src.ddgan.files import atomic_write
 from src.ddgan.images import save_grid, save_png, to_uint8
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import autocast, validate_precision
@@ -61,9 +62,7 @@ def generate(model: DDGAN, num_samples: int, batch_size: int, seed: int, use_ema
 def write_samples(samples: torch.Tensor, output_dir: Path, save_individual: bool = False) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     images = to_uint8(samples)
-    tmp = output_dir / "samples.tmp.npz"
-    np.savez(tmp, arr_0=images)
-    tmp.replace(output_dir / "samples.npz")
+    atomic_write(output_dir / "samples.npz", lambda file: np.savez(file, arr_0=images))
     save_grid(samples[:256], output_dir / "grid.png")
     if save_individual:
         (output_dir / "images").mkdir(exist_ok=True)

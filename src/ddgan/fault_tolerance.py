@@ -17,7 +17,6 @@
 """
 import errno
 import logging
-import os
 import random
 import signal
 import threading
@@ -34,6 +33,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from src.ddgan import files
 from src.ddgan.checkpoint import CheckpointError
 from src.ddgan.distributed import any_process_max
 from src.ddgan.module import TrainingDiverged
@@ -57,56 +57,19 @@ def disk_full_cause(error: BaseException) -> OSError | None:
     return None
 
 
-def remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files of `path` left by writers that were killed (their process is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        pass
-    return True
-
-
-def write_fsynced(obj: Any, tmp: Path) -> None:
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in path's directory, fsync, then os.replace it over `path`.
-
-    Raises CheckpointWriteError when the disk fills (or a file size limit is hit); `path` is left as it was.
-    """
+    """files.atomic_torch_save for checkpoints: a disk that fills (or a file size limit) raises CheckpointWriteError
+    naming the file and the fix; `path` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write_fsynced(obj, tmp)
-        os.replace(tmp, path)
+        files.atomic_torch_save(obj, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
         if (cause := disk_full_cause(error)) is not None:
             kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
             raise CheckpointWriteError(
                 f"could not write checkpoint {path}: disk full ({cause.strerror}); {kept}. Free space "
                 "there (or point paths.output_dir at a larger disk) and resume with ckpt_path=last") from error
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a node crash
-    finally:
-        os.close(directory)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

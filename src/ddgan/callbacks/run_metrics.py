@@ -3,6 +3,7 @@ evaluation), written by the evaluation callbacks; metric_curves.png is drawn fro
 import json
 from pathlib import Path
 
+from src.ddgan.files import atomic_write_text
 from src.ddgan.plotting import plot_metric_curves
 
 HISTORY_FILE = "metrics_history.jsonl"
@@ -12,9 +13,7 @@ CURVES_FILE = "metric_curves.png"
 def update_metrics_file(path: Path, metrics: dict) -> None:
     """Merge `metrics` into the JSON file at `path`, written atomically."""
     existing = json.loads(path.read_text()) if path.exists() else {}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(existing | metrics, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(existing | metrics, indent=2))
 
 
 def record_evaluation(output_dir: Path, record: dict) -> None:

@@ -4,7 +4,6 @@ The cache file is <cache_dir>/<dataset_name>__<extractor.name>.pt; the extractor
 where weights can change (DigitFeatures), so a retrained classifier never reuses stale statistics.
 Files are written to a temporary name and renamed, so concurrent ranks never read a half-written file.
 """
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from src.ddgan.checkpoint import read_checkpoint
+from src.ddgan.files import atomic_torch_save
 
 from .features import FeatureExtractor, extract_features
 from .frechet import GaussianStatistics, gaussian_statistics
@@ -38,10 +38,7 @@ def save_reference(path: str | Path, reference: ReferenceSet) -> Path:
     payload = {"mu": reference.statistics.mu.cpu(), "sigma": reference.statistics.sigma.cpu(),
                "num_samples": reference.statistics.num_samples,
                "features": None if reference.features is None else reference.features.cpu()}
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_reference(path: str | Path) -> ReferenceSet:
