@@ -10,7 +10,6 @@ in the checkpoint, so sampling and evaluation need nothing else. `official_args`
 run.sh training command) is checked against that architecture, and its Haar subband order against the
 experiment's `model.subband_order` where the experiment has one; the checkpoint records the order.
 """
-import os
 from pathlib import Path
 
 import hydra
@@ -18,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.ddgan.checkpoint import read_checkpoint
+from src.ddgan.checkpoint import read_checkpoint, save_ddgan
 from src.ddgan.cli import fail
 from src.ddgan.module import DDGAN
 from src.ddgan.nets.official import from_official_state_dict
@@ -77,14 +76,10 @@ def convert(cfg: DictConfig, official_ckpt: Path, output: Path) -> DDGAN:
     for key in ("official_ckpt", "output", "official_args"):
         config.pop(key, None)
     model.hparams["config"] = config
-    provenance = {"iteration": 0, "converted_from": str(official_ckpt)}
+    provenance = {"converted_from": str(official_ckpt)}
     if subband_order is not None:
         provenance |= {"official_args": official_args, "subband_order": subband_order}
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": provenance}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, output)
+    save_ddgan(model, output, **provenance)
     return model
 
 

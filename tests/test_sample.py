@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from src.ddgan.checkpoint import load_ddgan
+from src.ddgan.checkpoint import load_ddgan, save_ddgan
 from src.ddgan.images import grid_scale, to_uint8
 from src.sample import generate
 
@@ -35,10 +35,8 @@ def save_tiny_checkpoint(compose, tmp_path, weight_std: float | None = None):
         with torch.no_grad():
             for p in model.generator_ema.parameters():
                 p.normal_(0, weight_std)
-    path = tmp_path / "tiny.ckpt"
-    torch.save({"hyper_parameters": {"config": OmegaConf.to_container(cfg, resolve=True)},
-                "state_dict": model.state_dict(), "ddgan": {"iteration": 0}}, path)
-    return path
+    model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
+    return save_ddgan(model, tmp_path / "tiny.ckpt")
 
 
 @pytest.fixture

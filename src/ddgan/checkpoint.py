@@ -134,3 +134,12 @@ def load_ddgan(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
     model.iteration = checkpoint.get("ddgan", {}).get("iteration", 0)
     model.hparams["config"] = config
     return model.eval()
+
+
+def save_ddgan(model: "DDGAN", path: str | Path, **provenance: Any) -> Path:
+    """Write `model` as a checkpoint that load_ddgan reads (the subset of a training checkpoint it needs: weights, the
+    hyperparameters with the run config, and the `ddgan` state with the iteration and any `provenance`), atomically."""
+    from src.ddgan.files import atomic_torch_save
+
+    state = {"iteration": model.iteration} | provenance
+    return atomic_torch_save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": state}, path)
