@@ -7,10 +7,12 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from src.ddgan.data.tensors import model_range_to_uint8
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, rounding to nearest."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8 numpy, for PNG files and sample archives."""
+    return model_range_to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_png(image: np.ndarray, path: Path) -> None:

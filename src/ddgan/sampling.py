@@ -9,7 +9,14 @@ from src.ddgan.diffusion import VPSchedule
 Generator = Callable[[Tensor, Tensor, Tensor], Tensor]  # G(x_tp1, t, z) -> x0_pred
 
 
-class PerSampleGenerator:
+class NoiseSource:
+    """What the sampler draws z and the posterior noise from, besides a torch.Generator: randn(shape, device, dtype)."""
+
+    def randn(self, shape, device, dtype) -> Tensor:
+        raise NotImplementedError
+
+
+class PerSampleGenerator(NoiseSource):
     """One torch.Generator per sample, seeded by (seed, sample index): sample i is the same whatever
     the batch it is drawn in."""
 
@@ -21,12 +28,12 @@ class PerSampleGenerator:
         return torch.stack([torch.randn(shape[1:], device=device, dtype=dtype, generator=g) for g in self.generators])
 
 
-RandomSource = torch.Generator | PerSampleGenerator | None
+RandomSource = torch.Generator | NoiseSource | None
 
 
 def randn(shape, like: Tensor, rng: RandomSource) -> Tensor:
     """Standard normal noise of `shape` on like's device, from `rng`."""
-    if isinstance(rng, PerSampleGenerator):
+    if isinstance(rng, NoiseSource):
         return rng.randn(shape, like.device, like.dtype)
     return torch.randn(shape, device=like.device, dtype=like.dtype, generator=rng)
 

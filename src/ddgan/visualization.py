@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 
 from src.ddgan.images import save_grid_image, to_uint8
 from src.ddgan.plotting import plt  # the Agg backend
-from src.ddgan.sampling import PerSampleGenerator, sample
+from src.ddgan.sampling import NoiseSource, sample
 
 GIF_MIN_WIDTH = 384  # image GIF frames are upscaled (nearest) to at least this width
 
@@ -151,7 +151,7 @@ def slerp(z_a: Tensor, z_b: Tensor, alpha: Tensor) -> Tensor:
     return torch.where(sin_theta > 1e-6, spherical, linear)
 
 
-class ReplayedNoise(PerSampleGenerator):
+class ReplayedNoise(NoiseSource):
     """A random source for `sample` that hands out given tensors in order of request.
 
     The sampler asks, at each step t = T-1 … 0, for z (N, nz) and then the posterior noise (N, …).
@@ -246,9 +246,7 @@ def visualize(
 
 def mixture_centers(config: dict) -> Tensor | None:
     """Mode centers in the networks' units (centers × scale) from a run config whose data is a 2-D mixture, else None."""
-    from src.ddgan.mixture import GRID_25, validate_centers
+    from src.ddgan.mixture import Mixture
 
-    data = config.get("data") or {}
-    if "centers" not in data:
-        return None
-    return validate_centers(data["centers"] or GRID_25) * float(data.get("scale", 1.0))
+    mixture = Mixture.from_config(config.get("data") or {})
+    return mixture.network_centers() if mixture is not None else None

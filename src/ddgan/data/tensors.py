@@ -12,6 +12,11 @@ def uint8_to_model_range(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.to(torch.float32) / 127.5 - 1.0
 
 
+def model_range_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """The inverse: float in [-1, 1] to uint8 pixels, rounding to nearest (as saving a PNG does), same layout."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 def pil_to_model_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image to a (3, H, W) float32 tensor in [-1, 1]."""
     return uint8_to_model_range(torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1))

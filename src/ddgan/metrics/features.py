@@ -8,14 +8,12 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from src.ddgan.data.tensors import uint8_to_model_range
+from src.ddgan.data.tensors import model_range_to_uint8, uint8_to_model_range
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """uint8 images as they are; float images in [-1, 1] quantised to uint8 (as saving a PNG would)."""
-    if images.dtype == torch.uint8:
-        return images
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return images if images.dtype == torch.uint8 else model_range_to_uint8(images)
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
