@@ -4,6 +4,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from src.ddgan.callbacks.visualization import log_image_file
 from src.ddgan.images import save_grid
 
 
@@ -22,10 +23,4 @@ class SampleGrid(L.Callback):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"epoch{trainer.current_epoch + 1:04d}.png"
         save_grid(images, path)
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):  # wandb
-                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
-            elif hasattr(getattr(logger, "experiment", None), "add_image"):  # tensorboard
-                from torchvision.io import read_image
-
-                logger.experiment.add_image("samples", read_image(str(path)), trainer.global_step)
+        log_image_file(trainer, "samples", path)
