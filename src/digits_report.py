@@ -99,7 +99,7 @@ def sample_quality(train_cfg: DictConfig, output_dir: Path, num_real: int, batch
         output_dir / RUN_CLASSIFIER_FILE, resolution=datamodule.image_size, dataset=settings.classifier_dataset,
         data_dir=settings.classifier_data_dir, epochs=settings.classifier_epochs, num_threads=torch.get_num_threads())
     classifier = load_digit_classifier(classifier_file)
-    extractor = DigitFeatures(classifier, num_channels=datamodule.num_channels)
+    extractor = DigitFeatures(classifier, num_channels=datamodule.sample_shape[0])
     reference = reference_for(extractor, METRICS, cache_dir=settings.reference_cache_dir,
                               dataset_name=reference_name(datamodule, num_real),
                               real_images=lambda: real_batches(datamodule, num_real, batch_size=batch_size))

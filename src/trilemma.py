@@ -45,7 +45,7 @@ def baseline_entries(baseline: DictConfig, train_cfg: DictConfig, output_dir: Pa
         return sample_mixture(data.centers, data.std, n, generator=rng)[0]
 
     return gaussian_entries(baseline, train_cfg, output_dir, build_model=lambda: EpsilonMLP(**settings), settings=settings,
-                            data=points, iterations=baseline.iterations, scale=data.scale)
+                            data=points, iterations=baseline.iterations, mixture=data.mixture)
 
 
 def data_entry(train_cfg: DictConfig) -> Entry:

@@ -13,18 +13,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
 import src.ddgan.data.cifar10 as cifar10_module
 import src.ddgan.data.lmdb_dataset as lmdb_dataset_module
-import src.ddgan.data.stacked as stacked_module
+import src.ddgan.data.mnist as mnist_module
 from src.ddgan.data.cifar10 import CIFAR10DataModule
 from src.ddgan.data.datamodule import RandomHorizontalFlip
 from src.ddgan.data.digits import load_digit_images
 from src.ddgan.data.errors import DataError
-from src.ddgan.data.folder_or_lmdb import CelebAHQ256DataModule, LSUNChurch256DataModule
+from src.ddgan.data.folder_or_lmdb import FolderOrLMDBDataModule
+from src.ddgan.data.gaussians import GaussianMixtureDataModule
 from src.ddgan.data.image_folder import ImageFolderDataModule
 from src.ddgan.data.lmdb_dataset import LMDBImageDataset
 from src.ddgan.data.lmdb_format import META_KEY
@@ -110,7 +110,7 @@ def encoded_bytes(image: Image.Image, format: str) -> bytes:
 def test_image_folder_batches(tmp_path):
     folder = make_image_folder(tmp_path / "images")
     datamodule = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, hflip=True, **FOLDER_KWARGS)
-    assert (datamodule.image_size, datamodule.num_channels) == (SIZE, 3)
+    assert (datamodule.image_size, datamodule.sample_shape) == (SIZE, [3, SIZE, SIZE])
     check_batch(first_batch(datamodule), batch_size=2, size=SIZE)
     assert len(datamodule.train_dataset) == NUM_GOOD
     assert torch.cat([labels for _, labels in datamodule.train_dataloader()]).eq(-1).all()
@@ -156,16 +156,16 @@ def test_missing_data_dirs_say_how_to_fix(tmp_path):
     missing = tmp_path / "nowhere"
     folder_module = ImageFolderDataModule(data_dir=str(missing), image_size=SIZE, **LOADER_KWARGS)
     expect_data_error(folder_module.prepare_data, str(missing), "does not exist", "data.data_dir")
-    celeba = CelebAHQ256DataModule(data_dir=str(missing), image_size=SIZE, **LOADER_KWARGS)
+    celeba = FolderOrLMDBDataModule(data_dir=str(missing), image_size=SIZE, **LOADER_KWARGS)
     expect_data_error(lambda: celeba.setup("fit"), str(missing), "python -m src.prepare_lmdb", "resolution=16")
     empty = tmp_path / "empty"
     empty.mkdir()
     expect_data_error(lambda: ImageFolderDataModule(data_dir=str(empty), image_size=SIZE, **LOADER_KWARGS).setup(),
                       "no image files", str(empty))
     folder = make_image_folder(tmp_path / "images")
-    as_lmdb = LSUNChurch256DataModule(data_dir=str(folder), format="lmdb", image_size=SIZE, **LOADER_KWARGS)
+    as_lmdb = FolderOrLMDBDataModule(data_dir=str(folder), format="lmdb", image_size=SIZE, **LOADER_KWARGS)
     expect_data_error(lambda: as_lmdb.setup("fit"), "not an LMDB", "data.format=folder")
-    expect_data_error(lambda: LSUNChurch256DataModule(data_dir=str(folder), format="zip"), "data.format='zip'")
+    expect_data_error(lambda: FolderOrLMDBDataModule(data_dir=str(folder), format="zip"), "data.format='zip'")
 
 
 def test_too_few_images_for_a_batch(tmp_path):
@@ -236,7 +236,7 @@ def test_prepare_lmdb_function_round_trip(tmp_path):
     assert sorted(path.name for path in output.parent.iterdir()) == ["celebahq.lmdb"]  # temp dir renamed away
     expect_data_error(lambda: prepare_lmdb(folder, output, resolution=SIZE), "already exists", "overwrite=true")
 
-    from_lmdb = CelebAHQ256DataModule(data_dir=str(output), image_size=SIZE, hflip=False, **LOADER_KWARGS)
+    from_lmdb = FolderOrLMDBDataModule(data_dir=str(output), image_size=SIZE, hflip=False, **LOADER_KWARGS)
     from_folder = ImageFolderDataModule(data_dir=str(folder), image_size=SIZE, hflip=False, skip_bad_images=True,
                                         **FOLDER_KWARGS)
     check_batch(first_batch(from_lmdb), batch_size=2, size=SIZE)
@@ -276,12 +276,12 @@ def test_lsun_style_lmdb_first_images_in_key_order(tmp_path):
     encoded = {key: encoded_bytes(image, "WEBP" if i % 2 else "JPEG") for i, (key, image) in enumerate(images.items())}
     path = write_raw_lmdb(tmp_path / "church_outdoor_train_lmdb", encoded)
 
-    datamodule = LSUNChurch256DataModule(data_dir=str(path), image_size=SIZE, max_images=5, **LOADER_KWARGS)
+    datamodule = FolderOrLMDBDataModule(data_dir=str(path), image_size=SIZE, max_images=5, hflip=True, **LOADER_KWARGS)
     check_batch(first_batch(datamodule), batch_size=2, size=SIZE)
     dataset = datamodule.train_dataset.dataset  # under the flip wrapper
     assert dataset.layout.kind == "encoded" and dataset.layout.keys == sorted(ids)[:5]
 
-    too_big = LSUNChurch256DataModule(data_dir=str(path), image_size=32, **LOADER_KWARGS)
+    too_big = FolderOrLMDBDataModule(data_dir=str(path), image_size=32, **LOADER_KWARGS)
     expect_data_error(lambda: too_big.setup("fit"), "is 24x20, smaller than resolution 32", str(path))
 
 
@@ -312,7 +312,7 @@ def test_lmdb_opens_lazily_in_two_workers(tmp_path):
     assert torch.equal(pickle.loads(pickle.dumps(dataset))[1][0], dataset[1][0])  # pickles without a handle
     assert lmdb_dataset_module._shared_envs  # open here now; closed before the workers fork, reopened by each
 
-    datamodule = CelebAHQ256DataModule(data_dir=str(output), image_size=SIZE, batch_size_per_device=2, num_workers=2,
+    datamodule = FolderOrLMDBDataModule(data_dir=str(output), image_size=SIZE, batch_size_per_device=2, num_workers=2,
                                        pin_memory=False, persistent_workers=False, prefetch_factor=2)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
@@ -359,9 +359,9 @@ def test_stackedmnist_datamodule(tmp_path, monkeypatch):
         def __init__(self, root: str, train: bool, download: bool) -> None:
             self.data, self.targets = fake_mnist()
 
-    monkeypatch.setattr(stacked_module, "MNIST", FakeMNIST)
+    monkeypatch.setattr(mnist_module, "MNIST", FakeMNIST)
     datamodule = StackedMNISTDataModule(data_dir=str(tmp_path), num_images=10, **LOADER_KWARGS)
-    assert (datamodule.image_size, datamodule.num_channels) == (32, 3)
+    assert (datamodule.image_size, datamodule.sample_shape) == (32, [3, 32, 32])
     check_batch(first_batch(datamodule), batch_size=2, size=32)
     assert len(datamodule.train_dataset) == 10
 
@@ -444,14 +444,56 @@ def test_loader_shuffle_is_seeded():
 @pytest.mark.parametrize(
     ("name", "class_name", "image_size"),
     [("cifar10", "CIFAR10DataModule", 32), ("stackedmnist", "StackedMNISTDataModule", 32),
-     ("stacked_digits", "StackedDigitsDataModule", 32), ("celebahq256", "CelebAHQ256DataModule", 256),
-     ("lsun_church256", "LSUNChurch256DataModule", 256), ("image_folder", "ImageFolderDataModule", 256)],
+     ("stacked_digits", "StackedDigitsDataModule", 32), ("celebahq256", "FolderOrLMDBDataModule", 256),
+     ("lsun_church256", "FolderOrLMDBDataModule", 256), ("image_folder", "ImageFolderDataModule", 256)],
 )
-def test_data_configs_instantiate(tmp_path, name, class_name, image_size):
-    config = OmegaConf.merge({"seed": 7, "paths": {"data_dir": str(tmp_path)}},
-                             {"data": OmegaConf.load(REPO_ROOT / "conf" / "data" / f"{name}.yaml")})
+def test_data_configs_instantiate(compose, tmp_path, name, class_name, image_size):
+    config = compose([f"data={name}", "seed=7", f"paths.data_dir={tmp_path}"], tmp_path)  # with data/loader/default.yaml
     datamodule = instantiate(config.data)
     assert type(datamodule).__name__ == class_name
-    assert (datamodule.image_size, datamodule.num_channels, datamodule.seed) == (image_size, 3, 7)
+    assert (datamodule.image_size, datamodule.sample_shape, datamodule.seed) == (image_size, [3, image_size, image_size], 7)
     if "data_dir" in config.data:
         assert str(datamodule.data_dir).startswith(str(tmp_path))
+
+
+# ---------------------------------------------------------------- the sample shape, declared once
+
+
+def test_the_model_reads_the_sample_shape_the_data_config_declares(compose, tmp_path):
+    digits = compose(["experiment=stacked_digits", "data.image_size=16"], tmp_path)
+    assert digits.data.sample_shape == [3, 16, 16] and digits.model.sample_shape == [3, 16, 16]
+    assert (digits.model.generator.image_size, digits.model.generator.image_channels) == (16, 3)
+    assert (digits.model.discriminator.image_size, digits.model.discriminator.image_channels) == (16, 3)
+    assert instantiate(digits.data).sample_shape == [3, 16, 16]
+    toy = compose(["data.scale=2"], tmp_path)  # the toy's data_std follows the scale the networks see
+    assert (toy.model.sample_shape, toy.model.generator.data_dim, toy.model.discriminator.data_dim) == ([2], 2, 2)
+    assert toy.model.generator.data_std == 2 * toy.data.coordinate_std == 5.66
+
+
+def test_a_declared_sample_shape_that_the_data_does_not_yield_fails_with_the_fix():
+    expect_data_error(lambda: StackedDigitsDataModule(image_size=SIZE, sample_shape=[3, 32, 32], **LOADER_KWARGS),
+                      "data.sample_shape=[3, 32, 32]", "StackedDigitsDataModule yields samples of shape [3, 16, 16]",
+                      "set data.sample_shape=[3, 16, 16]")
+    expect_data_error(lambda: GaussianMixtureDataModule(sample_shape=[3]), "data.sample_shape=[3]", "[2]")
+    assert StackedDigitsDataModule(image_size=SIZE, sample_shape=[3, SIZE, SIZE]).sample_shape == [3, SIZE, SIZE]
+
+
+def test_mixture_scale_is_applied_to_batches_and_undone_for_metrics(caplog):
+    plain, scaled = (GaussianMixtureDataModule(batch_size_per_device=8, iterations_per_epoch=1, scale=s) for s in (1, 2))
+    plain.setup(), scaled.setup()
+    (points, modes), (scaled_points, scaled_modes) = next(iter(plain.train_dataloader())), next(iter(scaled.train_dataloader()))
+    assert torch.equal(scaled_points, 2 * points) and torch.equal(scaled_modes, modes)
+    assert torch.equal(scaled.mixture.from_network(scaled_points), points)
+    assert torch.equal(scaled.mixture.network_centers(), 2 * plain.centers)
+    assert abs(plain.mixture.coordinate_std() - 2.83) < 0.01 * 2.83  # data/gaussians25.yaml's coordinate_std
+    with caplog.at_level("WARNING"):
+        GaussianMixtureDataModule(centers=[[0, 0], [6, 0]], coordinate_std=2.83)
+    assert "give 2.12" in caplog.text and "set data.coordinate_std=2.12" in caplog.text  # sqrt((9 + 0) / 2 + std²)
+
+
+def test_datamodule_names_in_configs_stored_before_still_build(tmp_path):
+    for name in ("CelebAHQ256DataModule", "LSUNChurch256DataModule"):  # now data configs of FolderOrLMDBDataModule
+        datamodule = instantiate({"_target_": f"src.ddgan.data.folder_or_lmdb.{name}", "data_dir": str(tmp_path),
+                                  "format": "auto", "image_size": 256, "resize": True, "hflip": True, "max_images": None,
+                                  "skip_bad_images": False, "allow_upscale": False, "seed": 0, **LOADER_KWARGS})
+        assert isinstance(datamodule, FolderOrLMDBDataModule) and datamodule.sample_shape == [3, 256, 256]

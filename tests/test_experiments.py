@@ -28,8 +28,7 @@ def test_experiment_composes_and_instantiates(compose, tmp_path, experiment):
     if experiment in PAPER_PARAMETERS:
         assert (count(model.generator), count(model.discriminator)) == PAPER_PARAMETERS[experiment]
     datamodule = instantiate(cfg.data)
-    expected_shape = list(getattr(datamodule, "sample_shape", None) or [datamodule.num_channels, datamodule.image_size, datamodule.image_size])
-    assert list(model.sample_shape) == expected_shape
+    assert list(model.sample_shape) == datamodule.sample_shape == list(cfg.data.sample_shape)
 
 
 def test_paper_settings_are_the_released_ones(compose, tmp_path):

@@ -164,15 +164,6 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_output_dir(cfg.paths.output_dir)
 
 
-def data_sample_shape(datamodule) -> list[int] | None:
-    """Shape of one data point: `sample_shape` (toy data) or [num_channels, image_size, image_size] (images)."""
-    if getattr(datamodule, "sample_shape", None) is not None:
-        return [int(d) for d in datamodule.sample_shape]
-    if getattr(datamodule, "image_size", None) is not None and getattr(datamodule, "num_channels", None) is not None:
-        return [int(datamodule.num_channels), int(datamodule.image_size), int(datamodule.image_size)]
-    return None
-
-
 def world_size(trainer: DictConfig) -> int:
     """Processes the trainer config asks for: devices per node x nodes (1 where only Lightning can tell)."""
     devices = count_devices(trainer.get("devices", "auto"), str(trainer.get("accelerator", "auto"))) or 1
@@ -191,9 +182,12 @@ def check_data_available(datamodule, cfg: DictConfig) -> None:
 
 
 def validate_data_matches_model(datamodule, cfg: DictConfig) -> None:
-    """model.sample_shape must be the shape of the data points (checked after the datamodule is built, before fit)."""
-    data_shape = data_sample_shape(datamodule)
+    """model.sample_shape (by default ${data.sample_shape}) must be the shape of the data points the datamodule yields
+    (checked after the datamodule is built, before fit)."""
+    if getattr(datamodule, "sample_shape", None) is None:  # a datamodule of its own that does not say
+        return
+    data_shape = [int(d) for d in datamodule.sample_shape]
     model_shape = [int(d) for d in cfg.model.sample_shape]
-    if data_shape is not None and data_shape != model_shape:
+    if data_shape != model_shape:
         raise ConfigError(f"model.sample_shape={model_shape} does not match the data: {type(datamodule).__name__} yields samples of shape "
-                          f"{data_shape} (data.image_size / num_channels); set model.sample_shape={data_shape} or change the data.")
+                          f"{data_shape} (data.sample_shape); drop the model.sample_shape override (it follows data.sample_shape) or change the data.")

@@ -24,6 +24,7 @@ from torch import nn
 from src.ddgan.baselines.gaussian_denoiser import fine_schedule, sample_gaussian, strided_levels, train_denoiser
 from src.ddgan.checkpoint import load_ddgan, read_checkpoint
 from src.ddgan.cli import EXIT_BAD_INPUT
+from src.ddgan.mixture import Mixture, to_data_units
 from src.ddgan.plotting import plt
 
 log = logging.getLogger(__name__)
@@ -161,11 +162,11 @@ def ddgan_entries(sweep_dir: Path) -> list[Entry]:
     entries = []
     for ckpt in sweep_checkpoints(sweep_dir):
         model = load_ddgan(ckpt)
-        scale = float(model.hparams["config"]["data"].get("scale", 1.0))
+        mixture = Mixture.from_config(model.hparams["config"]["data"])
         num_timesteps = model.schedule.num_timesteps
 
-        def draw(n: int, rng: torch.Generator, model=model, scale=scale) -> torch.Tensor:
-            return model.sample(n, rng=rng) / scale
+        def draw(n: int, rng: torch.Generator, model=model, mixture=mixture) -> torch.Tensor:
+            return to_data_units(model.sample(n, rng=rng), mixture)
 
         entries.append(Entry(f"DDGAN T={num_timesteps}", "ddgan", num_timesteps, draw, model.iteration))
     return sorted(entries, key=lambda e: e.nfe)
@@ -210,10 +211,11 @@ def train_models(cfg: DictConfig, output_dir: Path, train_baseline: Callable[[Di
 # ---- the Gaussian-denoiser baseline -------------------------------------------------------------------------
 def gaussian_entries(baseline: DictConfig, train_cfg: DictConfig, output_dir: Path, *, build_model: Callable[[], nn.Module],
                      settings: dict, data: Callable[[int, torch.Generator], torch.Tensor], iterations: int,
-                     scale: float = 1.0) -> list[Entry]:
+                     mixture: Mixture | None = None) -> list[Entry]:
     """The ε-model build_model() (initial weights from baseline.seed) on baseline.num_levels levels of the runs' VP
-    schedule: loaded from baseline.ckpt_path, or trained on data(n, rng) * scale at the runs' batch size and saved to
-    <output_dir>/gaussian_denoiser/model.pt; one entry per number of sampling steps in baseline.sample_steps."""
+    schedule: loaded from baseline.ckpt_path, or trained on data(n, rng) (mapped to the networks' units of `mixture`,
+    if given; samples are mapped back) at the runs' batch size and saved to <output_dir>/gaussian_denoiser/model.pt;
+    one entry per number of sampling steps in baseline.sample_steps."""
     diffusion = train_cfg.diffusion
     schedule = fine_schedule(baseline.num_levels, beta_min=diffusion.beta_min, beta_max=diffusion.beta_max, eps=diffusion.eps)
     torch.manual_seed(baseline.seed)  # the initial weights
@@ -224,7 +226,8 @@ def gaussian_entries(baseline: DictConfig, train_cfg: DictConfig, output_dir: Pa
         iterations = state["iterations"]
     else:
         started = time.perf_counter()
-        model = train_denoiser(model, schedule, lambda n, rng: data(n, rng) * scale, iterations=iterations,
+        points = (lambda n, rng: mixture.to_network(data(n, rng))) if mixture is not None else data
+        model = train_denoiser(model, schedule, points, iterations=iterations,
                                batch_size=train_cfg.data.batch_size_per_device, seed=baseline.seed, lr=baseline.lr,
                                lr_min=baseline.lr_min, ema_decay=baseline.ema_decay, log_every=max(iterations // 10, 1))
         log.info(f"Gaussian denoiser: {iterations} iterations in {time.perf_counter() - started:.0f} s")
@@ -236,7 +239,8 @@ def gaussian_entries(baseline: DictConfig, train_cfg: DictConfig, output_dir: Pa
 
     def make_draw(num_steps: int):
         def draw(n: int, rng: torch.Generator) -> torch.Tensor:
-            return sample_gaussian(model, schedule, torch.randn(n, *sample_shape, generator=rng), num_steps, rng) / scale
+            samples = sample_gaussian(model, schedule, torch.randn(n, *sample_shape, generator=rng), num_steps, rng)
+            return to_data_units(samples, mixture)
         return draw
 
     return [Entry(f"Gaussian S={s}", "gaussian", s, make_draw(s), iterations) for s in baseline.sample_steps]

@@ -26,7 +26,7 @@ class MixtureEvaluation(L.Callback):
     def evaluate(self, trainer: L.Trainer, module, plot_name: str) -> dict:
         data = trainer.datamodule
         rng = torch.Generator(device=module.device).manual_seed(self.seed)
-        samples = module.sample(self.num_samples, rng=rng).float().cpu() / data.scale
+        samples = data.mixture.from_network(module.sample(self.num_samples, rng=rng).float().cpu())  # the mixture's units
         metrics = mixture_metrics(samples, data.centers, data.std)
         if trainer.is_global_zero:
             record_evaluation(self.output_dir, metrics | {"epoch": trainer.current_epoch, "iteration": module.iteration})

@@ -48,7 +48,7 @@ class DenoisingVisualization(L.Callback):
         if not trainer.is_global_zero:
             return
         data = trainer.datamodule
-        centers = data.centers * data.scale if hasattr(data, "centers") else None  # networks' units
+        centers = data.mixture.network_centers() if hasattr(data, "mixture") else None
         files = visualize(module, self.output_dir, prefix=f"epoch{epochs_done:04d}_", centers=centers, **self.options)
         for name in ("chain", "interpolation"):
             log_image_file(trainer, f"visualization/{name}", files[name])

@@ -1,10 +1,11 @@
 """CIFAR-10 train split (50k 32x32 RGB images, 10 classes) from torchvision."""
 from pathlib import Path
+from typing import Unpack
 
 import torch
 from torchvision.datasets import CIFAR10
 
-from .datamodule import ImageDataModule
+from .datamodule import ImageDataModule, ImageSettings
 from .errors import DataError
 from .tensors import UInt8ImageDataset
 
@@ -33,25 +34,9 @@ class CIFAR10DataModule(ImageDataModule):
         *,
         data_dir: str,  # root holding (or receiving) cifar-10-batches-py/
         download: bool = True,  # download into data_dir in prepare_data() when missing
-        hflip: bool = True,  # random horizontal flip (paper: yes)
-        batch_size_per_device: int = 64,  # paper: global 256 on 4 GPUs
-        num_workers: int = 4,  # loader workers per device
-        pin_memory: bool = True,  # page-locked batches
-        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
-        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
-        seed: int = 0,  # shuffle generator seed
+        **settings: Unpack[ImageSettings],  # sample_shape, loader settings, hflip (paper: yes), seed
     ) -> None:
-        super().__init__(
-            image_size=32,
-            num_channels=3,
-            batch_size_per_device=batch_size_per_device,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor,
-            hflip=hflip,
-            seed=seed,
-        )
+        super().__init__(image_size=32, **settings)
         self.data_dir = Path(data_dir)
         self.download = download
 

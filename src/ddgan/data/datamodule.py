@@ -1,4 +1,7 @@
 """Shared loader plumbing for every datamodule: a train set of (image in [-1, 1], label) built in setup()."""
+from collections.abc import Sequence
+from typing import TypedDict
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -23,10 +26,32 @@ class RandomHorizontalFlip(Dataset):
         return image, label
 
 
+class ImageSettings(TypedDict, total=False):
+    """The settings every image datamodule passes on to ImageDataModule (data configs set them; defaults there)."""
+
+    sample_shape: Sequence[int] | None  # the data config's [C, H, W], checked against the data
+    batch_size_per_device: int  # batch of one process; global batch = this x world size
+    num_workers: int  # DataLoader worker processes per device (0: load in the main process)
+    pin_memory: bool  # page-locked batches for faster host-to-GPU copies
+    persistent_workers: bool  # keep workers alive between epochs (only used when num_workers > 0)
+    prefetch_factor: int | None  # batches loaded ahead per worker (None: torch default; needs workers)
+    hflip: bool  # random horizontal flip
+    seed: int  # seeds the dataset contents (where drawn) and the loader's shuffle generator
+
+
+def check_sample_shape(declared: Sequence[int] | None, produced: list[int], what: str) -> list[int]:
+    """The shape of one data point, `produced`; DataError when a data config declares another (data.sample_shape)."""
+    if declared is not None and [int(d) for d in declared] != produced:
+        raise DataError(f"data.sample_shape={list(declared)} does not match the data: {what} yields samples of shape "
+                        f"{produced}; set data.sample_shape={produced} or change the data settings")
+    return produced
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses build the train dataset; this class shuffles, batches and flips it.
 
-    The train loader yields (images (N, C, H, W) float32 in [-1, 1], labels (N,) long, -1 where none).
+    The train loader yields (images (N, C, H, W) float32 in [-1, 1], labels (N,) long, -1 where none); `sample_shape`
+    is [C, H, W] (the data config declares it too, for the model; a declared shape that differs raises DataError).
     Its sampler is a DistributedSampler (ResumableShuffle) over this rank's shard, so Lightning keeps it under DDP.
     """
 
@@ -34,19 +59,20 @@ class ImageDataModule(L.LightningDataModule):
         self,
         *,
         image_size: int,  # H = W of every image
-        num_channels: int,  # C of every image
-        batch_size_per_device: int,  # batch of one process; global batch = this x world size
-        num_workers: int,  # DataLoader worker processes per device (0: load in the main process)
-        pin_memory: bool,  # page-locked batches for faster host-to-GPU copies
-        persistent_workers: bool,  # keep workers alive between epochs (only used when num_workers > 0)
-        prefetch_factor: int | None,  # batches loaded ahead per worker (None: torch default; needs workers)
-        hflip: bool,  # random horizontal flip
-        seed: int,  # seeds the dataset contents (where drawn) and the loader's shuffle generator
-    ) -> None:
+        num_channels: int = 3,  # C of every image (RGB); in hparams as before, so reference caches keep their names
+        sample_shape: Sequence[int] | None = None,  # the data config's declaration of [C, H, W] (None: not checked)
+        batch_size_per_device: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        hflip: bool = False,
+        seed: int = 0,
+    ) -> None:  # the settings after image_size and num_channels: see ImageSettings
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(logger=False, ignore=["sample_shape"])  # the content settings (see reference_name)
         self.image_size = image_size
-        self.num_channels = num_channels
+        self.sample_shape = check_sample_shape(sample_shape, [num_channels, image_size, image_size], type(self).__name__)
         self.batch_size_per_device = batch_size_per_device
         self.num_workers = num_workers
         self.pin_memory = pin_memory

@@ -1,4 +1,5 @@
-"""256 px photo sets read from a folder of images or an LMDB: CelebA-HQ 256 and LSUN Church 256.
+"""Photo sets read from a folder of images or an LMDB: CelebA-HQ 256 and LSUN Church 256 (data/celebahq256.yaml,
+data/lsun_church256.yaml: their paper settings).
 
 format="auto" picks LMDB when data_dir holds data.mdb (or is a single-file LMDB), else a folder.
 LMDBs: ours (python -m src.prepare_lmdb), LSUN's own export, or NVAE's; see lmdb_dataset.py.
@@ -46,60 +47,6 @@ class FolderOrLMDBDataModule(ImageFolderDataModule):
                                 max_images=self.max_images)
 
 
-class CelebAHQ256DataModule(FolderOrLMDBDataModule):
-    """CelebA-HQ at 256 px: point data_dir at the 27k train split (folder or LMDB); random h-flip as in the paper."""
-
-    def __init__(
-        self,
-        *,
-        data_dir: str,  # folder of images or LMDB of the train split
-        format: str = "auto",  # auto | folder | lmdb
-        image_size: int = 256,  # side of the square training images
-        resize: bool = True,  # folders: resize + center crop (False: images must be image_size x image_size)
-        hflip: bool = True,  # random horizontal flip (paper: yes)
-        skip_bad_images: bool = False,  # folders: drop (and count) unreadable / too-small files
-        allow_upscale: bool = False,  # upscale images smaller than image_size instead of failing
-        max_images: int | None = None,  # first N images (None: all)
-        batch_size_per_device: int = 4,  # paper: global 32 on 8 GPUs
-        num_workers: int = 4,  # loader workers per device
-        pin_memory: bool = True,  # page-locked batches
-        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
-        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
-        seed: int = 0,  # shuffle generator seed
-    ) -> None:
-        super().__init__(
-            format=format, data_dir=data_dir, image_size=image_size, resize=resize, hflip=hflip, skip_bad_images=skip_bad_images,
-            allow_upscale=allow_upscale, max_images=max_images, batch_size_per_device=batch_size_per_device,
-            num_workers=num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor, seed=seed,
-        )
-
-
-class LSUNChurch256DataModule(FolderOrLMDBDataModule):
-    """LSUN Church outdoor at 256 px: the first 120k train images (LSUN's LMDB key order, or sorted file
-    names), resized + center-cropped, random h-flip, as in the paper."""
-
-    def __init__(
-        self,
-        *,
-        data_dir: str,  # church_outdoor_train_lmdb/ as downloaded, our LMDB, or a folder of images
-        format: str = "auto",  # auto | folder | lmdb
-        image_size: int = 256,  # side of the square training images
-        resize: bool = True,  # folders: resize + center crop (False: images must be image_size x image_size)
-        hflip: bool = True,  # random horizontal flip (paper: yes)
-        skip_bad_images: bool = False,  # folders: drop (and count) unreadable / too-small files
-        allow_upscale: bool = False,  # upscale images smaller than image_size instead of failing
-        max_images: int | None = 120_000,  # paper: the first 120k images
-        batch_size_per_device: int = 8,  # paper: global 64 on 8 GPUs
-        num_workers: int = 4,  # loader workers per device
-        pin_memory: bool = True,  # page-locked batches
-        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
-        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
-        seed: int = 0,  # shuffle generator seed
-    ) -> None:
-        super().__init__(
-            format=format, data_dir=data_dir, image_size=image_size, resize=resize, hflip=hflip, skip_bad_images=skip_bad_images,
-            allow_upscale=allow_upscale, max_images=max_images, batch_size_per_device=batch_size_per_device,
-            num_workers=num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor, seed=seed,
-        )
+# The names of these data sets' datamodules before they became data configs alone (configs stored in checkpoints
+# name them; the resolved stored config gives every setting)
+CelebAHQ256DataModule = LSUNChurch256DataModule = FolderOrLMDBDataModule

@@ -1,16 +1,24 @@
 """2-D Gaussian mixtures (25-Gaussians by default) as a LightningDataModule of fresh samples."""
+import logging
+from collections.abc import Sequence
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.ddgan.mixture import GRID_25, sample_mixture, validate_centers
+from src.ddgan.mixture import GRID_25, Mixture, validate_centers
+
+from .datamodule import check_sample_shape
+
+log = logging.getLogger(__name__)
+COORDINATE_STD_TOLERANCE = 0.01  # relative: data.coordinate_std is written rounded (2.83 for the 5×5 grid's 2.8289)
 
 
 class MixtureBatches(Dataset):
-    """`num_batches` batches of fresh mixture samples; item i is a whole batch (points * scale, mode)."""
+    """`num_batches` batches of fresh mixture samples; item i is a whole batch (points in the networks' units, mode)."""
 
-    def __init__(self, centers: torch.Tensor, std: float, scale: float, batch_size: int, num_batches: int, seed: int):
-        self.centers, self.std, self.scale = centers, std, scale
+    def __init__(self, mixture: Mixture, batch_size: int, num_batches: int, seed: int):
+        self.mixture = mixture
         self.batch_size, self.num_batches = batch_size, num_batches
         self.rng = torch.Generator().manual_seed(seed)
 
@@ -18,14 +26,13 @@ class MixtureBatches(Dataset):
         return self.num_batches
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        points, modes = sample_mixture(self.centers, self.std, self.batch_size, generator=self.rng)
-        return points * self.scale, modes
+        return self.mixture.sample(self.batch_size, generator=self.rng)
 
 
 class GaussianMixtureDataModule(L.LightningDataModule):
     """Equal-weight mixture of isotropic Gaussians; the networks see the points multiplied by `scale`.
 
-    Metrics are reported in the mixture's own units (divide samples by `scale`).
+    Metrics are reported in the mixture's own units: `mixture` (a Mixture) applies and undoes the scale.
     """
 
     def __init__(
@@ -36,16 +43,23 @@ class GaussianMixtureDataModule(L.LightningDataModule):
         batch_size_per_device: int = 512,  # batch on each device
         iterations_per_epoch: int = 500,  # batches that make one epoch
         seed: int = 0,  # base seed of the sample stream (rank is added under DDP)
+        sample_shape: Sequence[int] | None = None,  # the data config's [2], checked against the centers
+        coordinate_std: float | None = None,  # the data config's per-coordinate std (the networks': x scale), checked
     ):
         super().__init__()
         self.centers = validate_centers(GRID_25 if centers is None else centers)
         if not std > 0:
             raise ValueError(f"data.std={std!r} is invalid: it must be > 0.")
         self.std, self.scale = float(std), float(scale)
+        self.mixture = Mixture(self.centers, self.std, self.scale)
         self.batch_size_per_device = batch_size_per_device
         self.iterations_per_epoch = iterations_per_epoch
         self.seed = seed
-        self.sample_shape = [self.centers.shape[1]]
+        self.sample_shape = check_sample_shape(sample_shape, [self.centers.shape[1]], type(self).__name__)
+        exact = self.mixture.coordinate_std()
+        if coordinate_std is not None and abs(coordinate_std - exact) > COORDINATE_STD_TOLERANCE * exact:
+            log.warning(f"data.coordinate_std={coordinate_std} but these centers and std give {exact:.3g}: the toy "
+                        f"generator's linear-denoiser skip assumes the first; set data.coordinate_std={exact:.3g}")
         self.dataset: MixtureBatches | None = None
         self._restored_rng_state: torch.Tensor | None = None
 
@@ -56,7 +70,7 @@ class GaussianMixtureDataModule(L.LightningDataModule):
             # Under DDP the distributed sampler hands each rank 1/world_size of the indices; items ignore their index
             # (each rank draws its own stream), so this keeps an epoch at iterations_per_epoch iterations on every rank.
             num_batches = self.iterations_per_epoch * world_size
-            self.dataset = MixtureBatches(self.centers, self.std, self.scale, self.batch_size_per_device, num_batches, self.seed + rank)
+            self.dataset = MixtureBatches(self.mixture, self.batch_size_per_device, num_batches, self.seed + rank)
         if self._restored_rng_state is not None:
             self.dataset.rng.set_state(self._restored_rng_state)
             self._restored_rng_state = None

@@ -10,11 +10,12 @@ skip_bad_images logs it and returns the next readable image instead.
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 import torch
 from torch.utils.data import Dataset
 
-from .datamodule import ImageDataModule
+from .datamodule import ImageDataModule, ImageSettings
 from .errors import DataError
 from .images import IMAGE_EXTENSIONS, check_size, decode_rgb, fit_square, list_image_files, read_image_size
 from .tensors import NO_LABEL, pil_to_model_tensor
@@ -100,28 +101,12 @@ class ImageFolderDataModule(ImageDataModule):
         data_dir: str,  # root folder, searched recursively
         image_size: int = 256,  # side of the square training images
         resize: bool = False,  # resize + center-crop images of another size (False: they fail with the fix)
-        hflip: bool = True,  # random horizontal flip
         skip_bad_images: bool = False,  # drop (and count) unreadable / unfitting files instead of failing
         allow_upscale: bool = False,  # with resize: upscale images smaller than image_size instead of failing
         max_images: int | None = None,  # keep the first N usable files in sorted path order (None: all)
-        batch_size_per_device: int = 16,  # loader batch per process
-        num_workers: int = 4,  # loader workers per device
-        pin_memory: bool = True,  # page-locked batches
-        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
-        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
-        seed: int = 0,  # shuffle generator seed
+        **settings: Unpack[ImageSettings],  # sample_shape, loader settings, hflip, seed
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            num_channels=3,
-            batch_size_per_device=batch_size_per_device,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor,
-            hflip=hflip,
-            seed=seed,
-        )
+        super().__init__(image_size=image_size, **settings)
         self.data_dir = Path(data_dir)
         self.resize = resize
         self.skip_bad_images = skip_bad_images

@@ -6,15 +6,14 @@ Item i is the digits (a_i, b_i, c_i) drawn once from a seeded torch.Generator, c
 its label is 100 * label(a_i) + 10 * label(b_i) + label(c_i).
 """
 from pathlib import Path
+from typing import Unpack
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision.datasets import MNIST
 
-from .datamodule import ImageDataModule
+from .datamodule import ImageDataModule, ImageSettings
 from .digits import load_digit_images
-from .errors import DataError
+from .mnist import load_mnist
 from .tensors import uint8_to_model_range
 
 MODE_WEIGHTS = torch.tensor([100, 10, 1])  # label = 100a + 10b + c over the (R, G, B) digit labels
@@ -54,21 +53,6 @@ class StackedDigitsDataset(Dataset):
         return image, int((self.digit_labels[triple] * MODE_WEIGHTS).sum())
 
 
-def load_mnist_digits(data_dir: Path, *, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST training digits padded 28 -> 32 with black: uint8 (60000, 32, 32) and labels (60000,)."""
-    try:
-        mnist = MNIST(root=str(data_dir), train=True, download=download)
-    except RuntimeError as error:  # torchvision: "Dataset not found"
-        raise DataError(
-            f"MNIST not found under {data_dir} (expected {data_dir / 'MNIST' / 'raw'}); "
-            "set data.download=true to download it, or point data.data_dir at a folder holding it"
-        ) from error
-    except OSError as error:  # network failures while downloading
-        raise DataError(f"could not download MNIST to {data_dir} ({error}); copy MNIST/raw/ there "
-                        "from a machine with internet and set data.download=false") from error
-    return F.pad(mnist.data, (2, 2, 2, 2)), mnist.targets
-
-
 class StackedMNISTDataModule(ImageDataModule):
     """StackedMNIST: 32x32 RGB images of three MNIST training digits, 1000 modes (label 100a + 10b + c)."""
 
@@ -78,35 +62,19 @@ class StackedMNISTDataModule(ImageDataModule):
         data_dir: str,  # root holding (or receiving) torchvision's MNIST/
         download: bool = True,  # download into data_dir in prepare_data() when missing
         num_images: int = 120_000,  # dataset length (paper: 120k)
-        hflip: bool = False,  # digits are not flipped
-        batch_size_per_device: int = 64,  # loader batch per process
-        num_workers: int = 4,  # loader workers per device
-        pin_memory: bool = True,  # page-locked batches
-        persistent_workers: bool = True,  # keep workers between epochs (when num_workers > 0)
-        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
-        seed: int = 0,  # seeds the digit triples and the shuffle
+        **settings: Unpack[ImageSettings],  # sample_shape, loader settings, hflip (digits: no), seed (also the triples)
     ) -> None:
-        super().__init__(
-            image_size=32,
-            num_channels=3,
-            batch_size_per_device=batch_size_per_device,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor,
-            hflip=hflip,
-            seed=seed,
-        )
+        super().__init__(image_size=32, **settings)
         self.data_dir = Path(data_dir)
         self.download = download
         self.num_images = num_images
 
     def prepare_data(self) -> None:
         """Download once per node (or fail at once with the fix when download=false and the data is absent)."""
-        load_mnist_digits(self.data_dir, download=self.download)
+        load_mnist(self.data_dir, download=self.download)
 
     def build_train_dataset(self) -> StackedDigitsDataset:
-        digits, labels = load_mnist_digits(self.data_dir, download=False)
+        digits, labels = load_mnist(self.data_dir, download=False)
         return StackedDigitsDataset(digits, labels, num_images=self.num_images, seed=self.seed)
 
 
@@ -118,25 +86,9 @@ class StackedDigitsDataModule(ImageDataModule):
         *,
         image_size: int = 32,  # digits are upsampled (bilinear) from 8x8 to this
         num_images: int = 60_000,  # dataset length
-        hflip: bool = False,  # digits are not flipped
-        batch_size_per_device: int = 64,  # loader batch per process
-        num_workers: int = 0,  # loader workers per device (the set is tiny and in memory)
-        pin_memory: bool = False,  # page-locked batches
-        persistent_workers: bool = False,  # keep workers between epochs (when num_workers > 0)
-        prefetch_factor: int | None = None,  # batches ahead per worker (None: torch default)
-        seed: int = 0,  # seeds the digit triples and the shuffle
+        **settings: Unpack[ImageSettings],  # sample_shape, loader settings, hflip (digits: no), seed (also the triples)
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            num_channels=3,
-            batch_size_per_device=batch_size_per_device,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            prefetch_factor=prefetch_factor,
-            hflip=hflip,
-            seed=seed,
-        )
+        super().__init__(image_size=image_size, **settings)
         self.num_images = num_images
 
     def build_train_dataset(self) -> StackedDigitsDataset:

@@ -14,8 +14,7 @@ from torch import nn
 
 from src.ddgan.checkpoint import read_checkpoint
 from src.ddgan.data.digits import load_digit_images
-from src.ddgan.data.errors import DataError
-from src.ddgan.data.tensors import uint8_to_model_range
+from src.ddgan.data.mnist import load_mnist_images
 
 DIGIT_DATASETS = ("digits", "mnist")
 
@@ -82,25 +81,6 @@ def random_affine(x: torch.Tensor, *, max_shift: float, max_degrees: float, max_
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
-def load_mnist_split(data_dir: Path, *, train: bool, resolution: int,
-                     download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One torchvision MNIST split padded 28 -> 32 (as StackedMNIST), resized to `resolution`, in [-1, 1]."""
-    from torchvision.datasets import MNIST
-
-    try:
-        mnist = MNIST(root=str(data_dir), train=train, download=download)
-    except RuntimeError as error:  # torchvision: "Dataset not found"
-        raise DataError(f"MNIST not found under {data_dir} (expected {data_dir / 'MNIST' / 'raw'}); pass "
-                        "download=true to download it, or point data_dir at a folder holding MNIST/raw") from error
-    except OSError as error:  # network failures while downloading
-        raise DataError(f"could not download MNIST to {data_dir} ({error}); copy MNIST/raw/ there from a "
-                        "machine with internet and set download=false") from error
-    images = uint8_to_model_range(F.pad(mnist.data, (2, 2, 2, 2), value=0)).unsqueeze(1)  # (N, 1, 32, 32)
-    if resolution != 32:
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True)
-    return images, mnist.targets.long()
-
-
 @dataclass
 class DigitSplits:
     """Train and held-out digits: images (N, 1, R, R) in [-1, 1] and labels (N,)."""
@@ -121,8 +101,8 @@ def load_digit_splits(dataset: str, *, resolution: int, held_out_fraction: float
         held, train = order[:num_held_out], order[num_held_out:]
         return DigitSplits(images[train], labels[train], images[held], labels[held])
     if dataset == "mnist":
-        train = load_mnist_split(Path(data_dir), train=True, resolution=resolution, download=download)
-        test = load_mnist_split(Path(data_dir), train=False, resolution=resolution, download=download)
+        train = load_mnist_images(Path(data_dir), train=True, resolution=resolution, download=download, settings="")
+        test = load_mnist_images(Path(data_dir), train=False, resolution=resolution, download=download, settings="")
         return DigitSplits(*train, *test)
     raise ValueError(f"unknown digit dataset {dataset!r}; expected one of {DIGIT_DATASETS}")
 
