@@ -19,8 +19,8 @@ from src.ddgan.cli import fail, pick_device
 from src.ddgan.files import atomic_write
 from src.ddgan.images import save_grid, save_png, to_uint8
 from src.ddgan.module import DDGAN
-from src.ddgan.precision import autocast, validate_precision
-from src.ddgan.sampling import PerSampleGenerator
+from src.ddgan.precision import validate_precision
+from src.ddgan.sampling import draw_samples
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ def generate(model: DDGAN, num_samples: int, batch_size: int, seed: int, use_ema
              precision: str = "32") -> tuple[torch.Tensor, dict]:
     """All samples (N, …) in [-1, 1] (fp32) on the CPU, and timing figures (warm-up batches excluded)."""
     def draw(indices: list[int]) -> torch.Tensor:
-        with autocast(model.device, precision):
-            return model.sample(len(indices), rng=PerSampleGenerator(seed, indices, model.device), use_ema=use_ema)
+        return draw_samples(model, indices, seed=seed, use_ema=use_ema, precision=precision)
 
     if warmup_batches:
         draw(list(range(min(batch_size, num_samples))))

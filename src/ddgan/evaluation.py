@@ -49,7 +49,7 @@ from src.ddgan.metrics.protocol import (
 )
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import autocast, validate_precision
-from src.ddgan.sampling import PerSampleGenerator
+from src.ddgan.sampling import draw_samples
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -164,10 +164,7 @@ def generated_batches(model: DDGAN, indices: Sequence[int], *, batch_size: int, 
     """uint8 samples (n, C, H, W) of `model`, batch_size at a time; sample i depends only on (seed, i).
     precision=bf16: the generator runs under bf16 autocast."""
     for start in range(0, len(indices), batch_size):
-        batch = list(indices[start:start + batch_size])
-        with autocast(model.device, precision):
-            samples = model.sample(len(batch), rng=PerSampleGenerator(seed, batch, model.device), use_ema=use_ema)
-        yield to_uint8(samples)
+        yield to_uint8(draw_samples(model, indices[start:start + batch_size], seed=seed, use_ema=use_ema, precision=precision))
 
 
 def load_npz_images(path: str | Path, *, what: str = "samples") -> torch.Tensor:

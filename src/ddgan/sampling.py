@@ -1,10 +1,11 @@
 """The DDGAN sampler: T generator-parameterised posterior steps from noise to data."""
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from src.ddgan.diffusion import VPSchedule
+from src.ddgan.precision import autocast
 
 Generator = Callable[[Tensor, Tensor, Tensor], Tensor]  # G(x_tp1, t, z) -> x0_pred
 
@@ -92,3 +93,10 @@ def cuda_graphed(fn: Callable[[], Tensor], warmup: int = 3) -> Callable[[], Tens
         return output
 
     return replay
+
+
+def draw_samples(model, indices: Sequence[int], *, seed: int, use_ema: bool = True, precision: str = "32") -> Tensor:
+    """Samples of a DDGAN for the sample indices `indices`, sample i depending only on (seed, i) (not on the batch it
+    is drawn in); precision="bf16": the generator runs under bf16 autocast."""
+    with autocast(model.device, precision):
+        return model.sample(len(indices), rng=PerSampleGenerator(seed, list(indices), model.device), use_ema=use_ema)
