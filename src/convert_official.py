@@ -1,14 +1,14 @@
 """Convert a released DDGAN or WaveDiff generator (netG_*.pth) into our checkpoint format.
 
     python -m src.convert_official experiment=cifar10 official_ckpt=netG_1200.pth output=cifar10_official.ckpt
-    python -m src.convert_official experiment=... model/generator=wavelet_ncsnpp official_ckpt=netG_500.pth \
+    python -m src.convert_official experiment=wavediff_celebahq256 official_ckpt=netG_500.pth \
         output=celebahq256_wavediff.ckpt official_args="$(cat run_sh_line.txt)"        # a WaveDiff generator
 
 The released file holds the EMA generator weights (keys may carry DDP's `module.` prefix); they become
 both our `generator` and `generator_ema`. The experiment config decides the architecture and is stored
 in the checkpoint, so sampling and evaluation need nothing else. `official_args` (optional, a WaveDiff
-run.sh training command) is checked against that architecture, and its Haar subband order against the
-experiment's `model.subband_order` where the experiment has one; the checkpoint records the order.
+run.sh training command) is checked against that architecture, against `model.space=wavelet` and its Haar
+subband order against the experiment's `model.subband_order`; the checkpoint records the order.
 """
 from pathlib import Path
 
@@ -41,8 +41,11 @@ def _plain(value):
 
 def check_official_args(cfg: DictConfig, official_args: str) -> str:
     """ValueError (naming the setting) unless the experiment's generator is the one the released WaveDiff command
-    builds and its `model.subband_order` (if it has one) is the command's; returns the command's subband order."""
+    builds, in `model.space=wavelet` with the command's `model.subband_order`; returns the command's subband order."""
     released = parse_wavediff_args(official_args)
+    if OmegaConf.select(cfg, "model.space", default="pixel") != "wavelet":
+        raise ValueError(f"official_args are a WaveDiff run, which trains on Haar subbands, but experiment={cfg.task_name} "
+                         "has model.space=pixel: set model.space=wavelet")
     cls, kwargs = wavediff_generator_kwargs(released)
     ours = cfg.model.generator
     target = f"{cls.__module__}.{cls.__name__}"
@@ -55,9 +58,7 @@ def check_official_args(cfg: DictConfig, official_args: str) -> str:
         if _plain(mine) != _plain(value):
             raise ValueError(f"official_args give {key}={value!r}, experiment={cfg.task_name} has "
                              f"model.generator.{key}={mine!r}: set model.generator.{key}={value!r}")
-    subband_order = OmegaConf.select(cfg, "model.subband_order", default=None)
-    if subband_order is not None:
-        check_wavediff_subband_order(released, subband_order)
+    check_wavediff_subband_order(released, cfg.model.subband_order)
     return "pytorch_wavelets" if released["use_pytorch_wavelet"] else "dwt_idwt"
 
 

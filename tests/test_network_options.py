@@ -14,6 +14,8 @@ from tests.test_visualization import TINY_IMAGE_MODEL
 TINY_IMAGE = TINY_IMAGE_MODEL + ["data.image_size=16", "data.num_images=8", "data.batch_size_per_device=4"]
 LARGE_D = ["model.discriminator._target_=src.ddgan.nets.discriminator.LargeDiscriminator", "model.discriminator.patch_size=1",
            "model.sample_shape=[3,64,64]", "data.image_size=64"]  # six down blocks: 64 px is its smallest input
+WAVELET = ["model.space=wavelet", "model.sample_shape=[3,32,32]", "data.image_size=32",  # 12 subbands at 16 px
+           "model.generator.patch_size=1", "model.discriminator.patch_size=1"]
 
 OPTIONS = {  # id: (base config, overrides); the base configs are stacked_digits' NCSN++ (positional time embedding,
     # input pyramid, skip rescale, tanh, centered, no dropout, 2x2 patches, channels_last) and the toy MLPs
@@ -32,6 +34,12 @@ OPTIONS = {  # id: (base config, overrides); the base configs are stacked_digits
     "D stddev_group=2,negative_slope=0": (TINY_IMAGE, ["model.discriminator.stddev_group=2",
                                                        "model.discriminator.negative_slope=0.0"]),
     "LargeDiscriminator": (TINY_IMAGE, LARGE_D),
+    "D num_layers=3": (TINY_IMAGE, ["model.discriminator.num_layers=3"]),
+    "space=wavelet": (TINY_IMAGE, WAVELET),
+    "space=wavelet,subband_order=dwt_idwt": (TINY_IMAGE, [*WAVELET, "model.subband_order=dwt_idwt"]),
+    "generator=wavelet_ncsnpp,space=wavelet": (TINY_IMAGE, [*WAVELET, "model/generator=wavelet_ncsnpp"]),
+    "wavelet_ncsnpp switches off": (TINY_IMAGE, [*WAVELET, "model/generator=wavelet_ncsnpp", "model.generator.wavelet_pyramid=false",
+                                                 "model.generator.wavelet_resblocks=false", "model.generator.frequency_bottleneck=false"]),
     "toy-defaults": (TINY_TOY, ["diffusion.num_timesteps=2"]),
     "toy num_fourier_frequencies=0,data_std=null": (TINY_TOY, [
         "diffusion.num_timesteps=2", "model.generator.num_fourier_frequencies=0",

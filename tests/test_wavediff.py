@@ -231,7 +231,7 @@ def test_patch_size_imports_in_the_released_patch_order(cls):
 TINY_WAVELET_EXPERIMENT = [  # experiment=cifar10 with the fixture's wavelet generator (12 subbands at 16 px)
     "experiment=cifar10",
     "model/generator=wavelet_ncsnpp",
-    "model.sample_shape=[12,16,16]",
+    "model.space=wavelet",  # the 32 px images as 12 subbands at 16 px
     "model.generator.base_channels=16",
     "model.generator.channel_mult=[1,2,2]",
     "model.generator.num_res_blocks=1",
@@ -286,6 +286,117 @@ def test_conversion_names_the_setting_that_does_not_fit(compose, tiny, tmp_path)
         convert(compose([*TINY_WAVELET_EXPERIMENT, f"official_args='{deeper}'"], config_name="convert_official"),
                 released, tmp_path / "x.ckpt")
     with pytest.raises(ValueError, match=r"subband_order='dwt_idwt' does not match .*set subband_order='pytorch_wavelets'"):
-        convert(compose([*TINY_WAVELET_EXPERIMENT, "+model.subband_order=dwt_idwt", f"official_args='{TINY_WAVELET_ARGS}'"],
+        convert(compose([*TINY_WAVELET_EXPERIMENT, "model.subband_order=dwt_idwt", f"official_args='{TINY_WAVELET_ARGS}'"],
                         config_name="convert_official"), released, tmp_path / "x.ckpt")
     assert not (tmp_path / "x.ckpt").exists()
+
+
+# ----------------------------------------------------------------------------- training and sampling in wavelet space
+
+def test_network_shape_of_each_space_and_bad_shapes_name_the_fix():
+    from src.ddgan.wavelets import network_shape
+
+    assert network_shape([3, 32, 32], "pixel") == [3, 32, 32] and network_shape([2], "pixel") == [2]
+    assert network_shape([3, 256, 256], "wavelet") == [12, 128, 128]
+    with pytest.raises(ValueError, match=r"model.space='fourier' is not a data space; use one of pixel, wavelet"):
+        network_shape([3, 32, 32], "fourier")
+    with pytest.raises(ValueError, match=r"even height and width, the data is 31x32: .*data.image_size"):
+        network_shape([3, 31, 32], "wavelet")
+    with pytest.raises(ValueError, match=r"needs \(C, H, W\) images, .*\[2\]: use model.space=pixel"):
+        network_shape([2], "wavelet")
+
+
+RELEASED_RUNS = {"wavediff_cifar10": "cifar10", "wavediff_celebahq256": "celeba_256", "wavediff_lsun_church256": "lsun"}
+
+
+@pytest.mark.parametrize("experiment", list(RELEASED_RUNS))
+def test_experiments_have_the_released_run_settings(compose, reference_dir, experiment):
+    from src.convert_official import check_official_args
+
+    run = json.loads((reference_dir / "wavediff_state_dict_manifest.json").read_text())["runs"][RELEASED_RUNS[experiment]]
+    released = parse_wavediff_args(run["train_args"])
+    cfg = compose([f"experiment={experiment}"])
+    assert check_official_args(cfg, run["train_args"]) == cfg.model.subband_order    # the generator and the order
+    assert cfg.model.subband_order == {"DWT_IDWT": "dwt_idwt"}.get(run["wavelet_impl"], run["wavelet_impl"])
+    kind = wavediff_discriminator_kind(released["dataset"])
+    assert cfg.model.discriminator._target_.endswith({"small": "SmallDiscriminator", "large": "LargeDiscriminator"}[kind])
+    for key, value in wavediff_discriminator_kwargs(kind, released).items():
+        assert cfg.model.discriminator[key] == value, key
+    assert cfg.model.space == "wavelet" and cfg.model.reconstruction_weight == 1.0                   # --rec_loss
+    assert list(cfg.model.network_shape) == [released["num_channels"], released["current_resolution"],
+                                             released["current_resolution"]]
+    settings = {"num_timesteps": cfg.diffusion.num_timesteps, "lr_g": cfg.model.lr_g, "lr_d": cfg.model.lr_d,
+                "r1_gamma": cfg.model.r1_gamma, "lazy_reg": cfg.model.lazy_reg, "ema_decay": cfg.model.ema_decay,
+                "nz": cfg.model.nz, "batch_size": cfg.data.batch_size_per_device, "num_epoch": cfg.trainer.max_epochs}
+    flags = training_flags(run["train_args"])
+    assert settings == {key: float(flags.get(key, TRAINING_DEFAULTS.get(key))) for key in settings}
+
+
+TRAINING_DEFAULTS = {"ema_decay": 0.9999, "nz": 100}  # the released train_wddgan.py's, for flags run.sh leaves out
+
+
+def training_flags(args: str) -> dict[str, str]:
+    """`--key value` pairs of a run.sh training command (store-true flags map to "")."""
+    tokens, flags = args.split(), {}
+    for i, token in enumerate(tokens):
+        if token.startswith("--"):
+            value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") else ""
+            flags[token[2:]] = value
+    return flags
+
+
+TINY_WAVELET_DIGITS = [  # 32 px stacked digits as 12 subbands at 16 px; 2 batches of 4: two iterations
+    "experiment=stacked_digits", "model.space=wavelet", "model/generator=wavelet_ncsnpp", "data.image_size=32",
+    "model.sample_shape=[3,32,32]", "data.num_images=8", "data.batch_size_per_device=4", "diffusion.num_timesteps=2",
+    "model.generator.base_channels=16", "model.generator.channel_mult=[1,2]", "model.generator.attn_resolutions=[4]",
+    "model.generator.z_emb_dim=16", "model.nz=8", "model.discriminator.base_channels=8", "model.discriminator.t_emb_dim=16",
+]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # runpy: the module is already imported
+def test_tiny_wavelet_run_trains_and_every_consumer_gets_images(compose, one_thread, tmp_path):
+    import lightning as L
+    import numpy as np
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from src.ddgan.checkpoint import save_ddgan
+    from src.ddgan.editing import edit
+    from src.ddgan.visualization import denoising_chain, latent_interpolation
+    from tests.test_sample import run_module
+
+    cfg = compose(TINY_WAVELET_DIGITS, tmp_path / "run")
+    model = instantiate(cfg.model, _convert_="partial")
+    assert isinstance(model.generator, WaveletNCSNpp) and model.network_shape == (12, 16, 16)
+    assert model.sample_shape == (3, 32, 32) and cfg.model.generator.image_channels == 12
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=instantiate(cfg.data))
+    assert model.iteration == 2 and model.nonfinite_updates == 0
+
+    rng = torch.Generator().manual_seed(0)
+    samples = model.sample(3, rng=rng)
+    assert samples.shape == (3, 3, 32, 32)                            # images, through the inverse transform
+    assert model.to_network_space(samples).shape == (3, 12, 16, 16)
+    torch.testing.assert_close(model.to_data_space(model.to_network_space(samples)), samples, rtol=0, atol=1e-6)
+    levels, predictions = denoising_chain(model, 2, seed=0)
+    assert all(x.shape == (2, 3, 32, 32) for x in levels + predictions) and len(levels) == 3
+    assert latent_interpolation(model, 2, 3, seed=0).shape == (2, 3, 3, 32, 32)
+    assert edit(model, samples[0], start_step=1, num_variations=2, seed=0).shape == (2, 3, 32, 32)
+
+    model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
+    checkpoint = save_ddgan(model, tmp_path / "wavelet.ckpt")
+    run_module("src.sample", f"ckpt_path={checkpoint}", "num_samples=3", "batch_size=2", f"output_dir={tmp_path / 'out'}")
+    images = np.load(tmp_path / "out" / "samples.npz")["arr_0"]
+    assert images.dtype == np.uint8 and images.shape == (3, 32, 32, 3)   # N x H x W x RGB
+    assert Image.open(tmp_path / "out" / "grid.png").mode == "RGB"
+
+
+def test_a_network_shape_override_that_does_not_follow_names_the_fix(compose):
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    with pytest.raises(InstantiationException, match=r"model.network_shape=\[3, 32, 32\] does not follow .*model.space=wavelet "
+                                         r"\(\[12, 16, 16\]\): drop the model.network_shape override"):
+        instantiate(compose([*TINY_WAVELET_DIGITS, "model.network_shape=[3,32,32]"]).model, _convert_="partial")

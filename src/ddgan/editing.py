@@ -10,7 +10,7 @@ from torch import Tensor
 
 from src.ddgan.data.tensors import uint8_to_model_range
 from src.ddgan.module import DDGAN
-from src.ddgan.sampling import randn, sample
+from src.ddgan.sampling import randn
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -82,8 +82,8 @@ def edit(model: DDGAN, image: Tensor, *, start_step: int, num_variations: int, s
     """
     validate_edit(model, start_step, num_variations)
     rng = torch.Generator(device=model.device).manual_seed(seed)
-    x_0 = image.to(model.device, torch.float32).expand(num_variations, *image.shape)
+    x_0 = model.to_network_space(image.to(model.device, torch.float32)[None]).expand(num_variations, *model.network_shape)
     k = torch.full((num_variations,), start_step, device=model.device, dtype=torch.long)
-    noise = randn((num_variations if diffuse_each else 1, *image.shape), x_0, rng).expand_as(x_0)
-    x_k = model.schedule.q_sample(x_0, k, noise)
-    return sample(model.generator_ema, model.schedule, x_k, nz=model.hparams.nz, start_step=start_step, rng=rng)
+    noise = randn((num_variations if diffuse_each else 1, *model.network_shape), x_0, rng).expand_as(x_0)
+    x_k = model.schedule.q_sample(x_0, k, noise)  # in the networks' space; the samples come back as images
+    return model.sample(num_variations, x_start=x_k, start_step=start_step, rng=rng)

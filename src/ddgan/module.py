@@ -7,6 +7,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from src.ddgan import wavelets
 from src.ddgan.diffusion import VPSchedule, sample_timesteps
 from src.ddgan.distributed import all_reduce_mean_, seed_process
 from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty, reconstruction_loss
@@ -48,6 +49,11 @@ class DDGAN(L.LightningModule):
     averages gradients and logged values over processes before each optimizer step. A non-finite loss or
     gradient skips that optimizer step (gradients dropped); `max_consecutive_nonfinite` in a row stop training.
 
+    `space` is where the networks work: "pixel" (the data itself) or "wavelet" (WaveDiff: to_wavelet_space of each
+    image, 4 C channels at half resolution, in `subband_order`). Data enters through `to_network_space` (train_iteration)
+    and every sample leaves through `to_data_space` (sample): `sample_shape` is always the data's, `network_shape` the
+    networks'.
+
     `compile` wraps the forward of G, D and the EMA G with torch.compile in place (state-dict names stay plain);
     R1 iterations run D's real forward eagerly, as torch.compile cannot double-backward. `channels_last` puts the
     image networks and their inputs in channels_last memory format.
@@ -74,10 +80,18 @@ class DDGAN(L.LightningModule):
         compile: bool = False,  # torch.compile the forward of G, D and the EMA G
         compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
         channels_last: bool = False,  # image networks and inputs in channels_last memory format
+        space: str = "pixel",  # pixel | wavelet: the networks see the data, or its Haar subbands (WaveDiff)
+        subband_order: str = "pytorch_wavelets",  # wavelet space: the released Haar order (src/ddgan/wavelets.py)
+        network_shape: list[int] | None = None,  # the config's derived model.network_shape (checked); None: derived here
     ):
         super().__init__()
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
                                  max_consecutive_nonfinite=max_consecutive_nonfinite)
+        wavelets.check_subband_order(subband_order)
+        derived = wavelets.network_shape(sample_shape, space)
+        if network_shape is not None and [int(d) for d in network_shape] != derived:
+            raise ValueError(f"model.network_shape={list(network_shape)} does not follow model.sample_shape={list(sample_shape)} "
+                             f"in model.space={space} ({derived}): drop the model.network_shape override (it is derived)")
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["generator", "discriminator", "schedule"])
         self.generator = generator
@@ -89,7 +103,8 @@ class DDGAN(L.LightningModule):
             if compile:
                 network.compile(mode=compile_mode)  # in place: no `_orig_mod.` in state-dict names
         self.schedule = schedule
-        self.sample_shape = tuple(sample_shape)
+        self.sample_shape = tuple(sample_shape)  # one data point (what samples have)
+        self.network_shape = tuple(derived)  # one input of G and D
         self.iteration = 0
         self.nonfinite_updates = 0  # skipped updates since the start of the run (checkpointed)
         self.consecutive_nonfinite = {"d": 0, "g": 0}
@@ -110,6 +125,19 @@ class DDGAN(L.LightningModule):
     def memory_format(self, x: Tensor) -> Tensor:
         """Image batches (N, C, H, W) in the networks' memory format."""
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last and x.ndim == 4 else x
+
+    # ---- the networks' space -------------------------------------------------------------------
+    @property
+    def space(self) -> str:
+        return self.hparams.get("space", "pixel")  # checkpoints written before model.space trained in pixel space
+
+    def to_network_space(self, x: Tensor) -> Tensor:
+        """Data (N, *sample_shape) -> what the networks see, (N, *network_shape)."""
+        return wavelets.to_wavelet_space(x, self.hparams.subband_order) if self.space == "wavelet" else x
+
+    def to_data_space(self, x: Tensor) -> Tensor:
+        """The inverse of `to_network_space`: (N, *network_shape) -> data (N, *sample_shape)."""
+        return wavelets.from_wavelet_space(x, self.hparams.subband_order) if self.space == "wavelet" else x
 
     # ---- one training iteration ----------------------------------------------------------------
     def predict_x0(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
@@ -270,7 +298,9 @@ class DDGAN(L.LightningModule):
             torch._foreach_copy_(*copied)
 
     def train_iteration(self, x_0: Tensor) -> dict[str, Tensor]:
-        """One DDGAN iteration on data x_0: D step, G step, EMA update. Returns the logged values."""
+        """One DDGAN iteration on data x_0 (N, *sample_shape): D step, G step, EMA update, in the networks' space
+        (WaveDiff's reconstruction term compares wavelet coefficients there). Returns the logged values."""
+        x_0 = self.to_network_space(x_0)
         logs = self.discriminator_step(x_0)
         logs |= self.generator_step(x_0)
         self.update_ema()
@@ -304,11 +334,20 @@ class DDGAN(L.LightningModule):
 
     # ---- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, num_samples: int, *, rng: RandomSource = None, use_ema: bool = True, **kwargs):
-        """num_samples samples x_0 (in the networks' data units) from noise, by the EMA generator by default."""
+    def sample(self, num_samples: int, *, rng: RandomSource = None, use_ema: bool = True, x_start: Tensor | None = None,
+               start_step: int | None = None, return_chain: bool = False):
+        """num_samples data points (N, *sample_shape) from noise, by the EMA generator by default: the sampler runs in
+        the networks' space and its output (and with return_chain its levels and x_0 predictions) comes back through
+        `to_data_space`. x_start: a starting level (N, *network_shape) at start_step (editing); default x_T ~ N(0, I)."""
         generator = self.generator_ema if use_ema else self.generator
-        x_T = randn((num_samples, *self.sample_shape), torch.empty((), device=self.device), rng)
-        return sample(generator, self.schedule, self.memory_format(x_T), nz=self.hparams.nz, rng=rng, **kwargs)
+        if x_start is None:
+            x_start = randn((num_samples, *self.network_shape), torch.empty((), device=self.device), rng)
+        out = sample(generator, self.schedule, self.memory_format(x_start), nz=self.hparams.nz, start_step=start_step,
+                     rng=rng, return_chain=return_chain)
+        if not return_chain:
+            return self.to_data_space(out)
+        x_0, levels, predictions = out
+        return self.to_data_space(x_0), [self.to_data_space(x) for x in levels], [self.to_data_space(x) for x in predictions]
 
     # ---- per-process randomness and checkpoint state beyond the state dict ----------------------
     def setup(self, stage: str) -> None:

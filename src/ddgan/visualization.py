@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 
 from src.ddgan.images import save_grid_image, to_uint8
 from src.ddgan.plotting import plt  # the Agg backend
-from src.ddgan.sampling import NoiseSource, sample
+from src.ddgan.sampling import NoiseSource
 
 GIF_MIN_WIDTH = 384  # image GIF frames are upscaled (nearest) to at least this width
 
@@ -173,7 +173,7 @@ def latent_interpolation(model, num_rows: int, num_steps: int, *, seed: int, sha
     """(num_rows, num_steps, *sample_shape) samples: per row one x_T and posterior noise, z slerped from z_a to z_b."""
     device, nz, num_timesteps = model.device, model.hparams.nz, model.schedule.num_timesteps
     rng = torch.Generator(device=device).manual_seed(seed)
-    shape = tuple(model.sample_shape)
+    shape = tuple(model.network_shape)  # the sampler's draws are in the networks' space
     x_T = torch.randn((num_rows, *shape), device=device, generator=rng)
     endpoints = torch.randn((2, 1 if shared_z else num_timesteps, num_rows, nz), device=device, generator=rng)
     alpha = torch.linspace(0, 1, num_steps, device=device)
@@ -183,8 +183,8 @@ def latent_interpolation(model, num_rows: int, num_steps: int, *, seed: int, sha
         draws.append(slerp(z_a, z_b, alpha).reshape(num_rows * num_steps, nz))
         noise = torch.randn((num_rows, *shape), device=device, generator=rng)
         draws.append(noise.repeat_interleave(num_steps, dim=0))
-    x = sample(model.generator_ema, model.schedule, x_T.repeat_interleave(num_steps, dim=0), nz=nz, rng=ReplayedNoise(draws))
-    return x.reshape(num_rows, num_steps, *shape).float().cpu()
+    x = model.sample(num_rows * num_steps, x_start=x_T.repeat_interleave(num_steps, dim=0), rng=ReplayedNoise(draws))
+    return x.reshape(num_rows, num_steps, *model.sample_shape).float().cpu()
 
 
 def save_interpolation_grid(samples: Tensor, path: Path) -> None:

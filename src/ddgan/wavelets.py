@@ -73,3 +73,24 @@ def from_wavelet_space(w: torch.Tensor, subband_order: str) -> torch.Tensor:
     if w.shape[1] % 4:
         raise ValueError(f"wavelet data needs 4 x C channels (LL, LH, HL, HH of C image channels), got {w.shape[1]}")
     return haar_idwt(*(2 * w).chunk(4, dim=1), subband_order=subband_order)
+
+
+SPACES = ("pixel", "wavelet")  # model.space: the networks see images, or WaveDiff's Haar subbands of them
+
+
+def network_shape(sample_shape, space: str) -> list[int]:
+    """The shape the networks see for data points of `sample_shape` in `space` (model.network_shape): the data's own in
+    pixel space; (4 C, H/2, W/2) in wavelet space. ValueError naming the setting for an unknown space or a bad shape."""
+    shape = [int(d) for d in sample_shape]
+    if space not in SPACES:
+        raise ValueError(f"model.space={space!r} is not a data space; use one of {', '.join(SPACES)}")
+    if space == "pixel":
+        return shape
+    if len(shape) != 3:
+        raise ValueError(f"model.space=wavelet needs (C, H, W) images, but the data points have shape {shape}: "
+                         "use model.space=pixel for flat data")
+    channels, height, width = shape
+    if height % 2 or width % 2:
+        raise ValueError(f"model.space=wavelet needs an even height and width, the data is {height}x{width}: "
+                         "resize or crop the images to an even size (data.image_size), or use model.space=pixel")
+    return [4 * channels, height // 2, width // 2]
