@@ -1,6 +1,7 @@
 """Data layer: every datamodule built from tiny data made here, the LMDB prepare command, each error message."""
 import io
 import json
+import logging
 import pickle
 import subprocess
 import sys
@@ -478,7 +479,7 @@ def test_a_declared_sample_shape_that_the_data_does_not_yield_fails_with_the_fix
     assert StackedDigitsDataModule(image_size=SIZE, sample_shape=[3, SIZE, SIZE]).sample_shape == [3, SIZE, SIZE]
 
 
-def test_mixture_scale_is_applied_to_batches_and_undone_for_metrics(caplog):
+def test_mixture_scale_is_applied_to_batches_and_undone_for_metrics(caplog, monkeypatch):
     plain, scaled = (GaussianMixtureDataModule(batch_size_per_device=8, iterations_per_epoch=1, scale=s) for s in (1, 2))
     plain.setup(), scaled.setup()
     (points, modes), (scaled_points, scaled_modes) = next(iter(plain.train_dataloader())), next(iter(scaled.train_dataloader()))
@@ -486,7 +487,10 @@ def test_mixture_scale_is_applied_to_batches_and_undone_for_metrics(caplog):
     assert torch.equal(scaled.mixture.from_network(scaled_points), points)
     assert torch.equal(scaled.mixture.network_centers(), 2 * plain.centers)
     assert abs(plain.mixture.coordinate_std() - 2.83) < 0.01 * 2.83  # data/gaussians25.yaml's coordinate_std
-    with caplog.at_level("WARNING"):
+    logger = logging.getLogger("src.ddgan.data.gaussians")  # an earlier in-process Hydra run may have disabled it
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logger, "propagate", True)
+    with caplog.at_level("WARNING", logger=logger.name):
         GaussianMixtureDataModule(centers=[[0, 0], [6, 0]], coordinate_std=2.83)
     assert "give 2.12" in caplog.text and "set data.coordinate_std=2.12" in caplog.text  # sqrt((9 + 0) / 2 + std²)
 
