@@ -119,9 +119,11 @@ def test_sigterm_writes_last_ckpt_at_an_iteration_boundary_and_exits_cleanly(com
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output[-3000:]
-    assert "Stopped by SIGTERM" in output
     saved = torch.load(last, weights_only=False)
-    assert saved["ddgan"]["iteration"] > 20 and saved["global_step"] == 2 * saved["ddgan"]["iteration"]
+    # the signal can arrive before the boundary of iteration 20 (whose checkpoint the loop above saw) is finished:
+    # training then stops there; last.ckpt always holds the iteration at which it stopped
+    assert f"Stopped by SIGTERM at iteration {saved['ddgan']['iteration']}:" in output
+    assert saved["ddgan"]["iteration"] >= 20 and saved["global_step"] == 2 * saved["ddgan"]["iteration"]
 
     # resume in-process with the same config for two more iterations: it continues from the saved iteration
     iteration = saved["ddgan"]["iteration"]
