@@ -1,12 +1,16 @@
-"""Re-store a checkpoint you trust as plain data: python -m src.upgrade_checkpoint ckpt_path=OLD.ckpt [output=NEW.ckpt].
+"""Re-store a checkpoint's data objects as plain data: python -m src.upgrade_checkpoint ckpt_path=OLD.ckpt [output=NEW.ckpt].
 
 Every other command opens checkpoints with weights_only=True and refuses pickled objects. A checkpoint written
-before that rule, or by code that stored objects (OmegaConf containers, paths, numpy arrays, argparse namespaces),
-is opened here with full pickle, so only give it files you trust. Bad input: one line, exit status 2.
+before that rule, or by code that stored data objects (OmegaConf containers, Lightning's AttributeDict, paths,
+numpy arrays and scalars, argparse namespaces), is opened here with weights_only=True plus exactly those data
+classes allowed (DATA_TYPES): still no function or other class is unpickled, so opening it runs no code. Those
+objects are then stored again as tensors and plain containers. Bad input: one line, exit status 2.
 """
 import argparse
+import collections
 import enum
-import pickle
+import pathlib
+import typing
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -18,6 +22,21 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from src.ddgan.checkpoint import CheckpointError, check_targets, read_checkpoint
 from src.ddgan.cli import fail
 from src.ddgan.fault_tolerance import atomic_torch_save
+
+
+def data_types() -> tuple:
+    """The classes (and numpy's array / scalar reconstruction functions) an old checkpoint's data may be built from."""
+    from lightning.fabric.utilities.data import AttributeDict
+    from omegaconf import base, dictconfig, listconfig, nodes
+
+    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 moved it
+    numpy_dtypes = tuple(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType"))
+    return (dictconfig.DictConfig, listconfig.ListConfig, base.ContainerMetadata, base.Metadata, nodes.AnyNode,
+            nodes.StringNode, nodes.IntegerNode, nodes.FloatNode, nodes.BooleanNode, typing.Any, dict, list, set, int,
+            collections.defaultdict, collections.OrderedDict, pathlib.PosixPath, pathlib.WindowsPath,
+            argparse.Namespace, AttributeDict, np.ndarray, np.dtype, numpy_core.multiarray._reconstruct,
+            numpy_core.multiarray.scalar, *numpy_dtypes)
+
 
 PLAIN = (torch.Tensor, bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
 
@@ -47,13 +66,8 @@ def to_plain(obj: Any, where: str = "checkpoint") -> Any:
 
 
 def upgrade(ckpt_path: Path, output: Path) -> Path:
-    """Write `output`: the trusted checkpoint `ckpt_path` as tensors and plain containers, checked to load safely."""
-    if not ckpt_path.is_file():
-        raise CheckpointError(f"ckpt_path={str(ckpt_path)!r}: no such file.")
-    try:
-        content = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # the user vouches for this file
-    except (pickle.UnpicklingError, RuntimeError, EOFError, LookupError, ValueError, OSError, AttributeError) as error:
-        raise CheckpointError(f"ckpt_path={str(ckpt_path)!r} cannot be read ({type(error).__name__}: {error}).") from None
+    """Write `output`: checkpoint `ckpt_path` with its data objects as tensors and plain containers, checked to load safely."""
+    content = read_checkpoint(ckpt_path, data_types=data_types())
     atomic_torch_save(to_plain(content), output)
     upgraded = read_checkpoint(output, what="output")
     config = upgraded.get("hyper_parameters", {}).get("config") if isinstance(upgraded, dict) else None

@@ -117,6 +117,9 @@ def test_a_trusted_old_checkpoint_is_upgraded_once_and_then_loads(compose, tmp_p
     with pytest.raises(CheckpointError, match="was refused"):
         load_ddgan(path)
     upgraded = upgrade(path, tmp_path / "upgraded.ckpt")
+    with pytest.raises(CheckpointError, match="none of the data types src.upgrade_checkpoint converts"):
+        upgrade(with_payload(save_tiny_checkpoint(compose, tmp_path / "code"), tmp_path / "marker"), tmp_path / "x.ckpt")
+    assert not (tmp_path / "marker").exists() and not (tmp_path / "x.ckpt").exists()  # the upgrade runs no code either
     model = load_ddgan(upgraded)
     assert read_checkpoint(upgraded)["hyper_parameters"]["data_dir"] == os.sep + "data"
     reference = instantiate(compose(["experiment=stacked_digits", "model.generator.base_channels=8",

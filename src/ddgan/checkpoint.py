@@ -5,7 +5,7 @@
   CheckpointError, one line naming the file and what was refused.
 - build_model: a DDGAN from a checkpoint's stored run config, instantiating only ALLOWED_TARGETS (our own classes).
 - load_ddgan: both, then the weights.
-A trusted checkpoint written before this (or by other code) that holds other objects: `python -m src.upgrade_checkpoint`.
+A checkpoint written before this (or by other code) that holds data objects: `python -m src.upgrade_checkpoint`.
 """
 import pickle
 import re
@@ -28,28 +28,33 @@ ALLOWED_TARGETS = frozenset({
     "src.ddgan.nets.toy.ToyGenerator",
     "src.ddgan.nets.toy.ToyDiscriminator",
 })
-UPGRADE_HINT = "if you trust the file, convert it once with `python -m src.upgrade_checkpoint ckpt_path={}`"
+UPGRADE_HINT = "if it holds only data objects (an older checkpoint), convert it once with `python -m src.upgrade_checkpoint ckpt_path={}`"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be opened safely or does not fit: one line for the user, exit code 2."""
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu", *, what: str = "ckpt_path", mmap: bool = False) -> Any:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", *, what: str = "ckpt_path", mmap: bool = False,
+                    data_types: tuple = ()) -> Any:
     """The content of a torch file, loaded with weights_only=True; CheckpointError for a missing, truncated,
     foreign or code-carrying file. `what` names the setting the path came from (for the message); mmap: map the
-    tensors instead of reading them (a cheap look at a large file)."""
+    tensors instead of reading them (a cheap look at a large file); data_types: further classes (and their
+    reconstruction functions) allowed to be unpickled, plain data only (src.upgrade_checkpoint's)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what}={str(path)!r}: no such file.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        with torch.serialization.safe_globals(list(data_types)):
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, RuntimeError, EOFError, LookupError, ValueError, OSError, TypeError, AttributeError) as error:
         message = str(error)
         if refused := re.search(r"GLOBAL (\S+)", message):  # the weights-only unpickler met a class or function
+            hint = ("it is none of the data types src.upgrade_checkpoint converts; remove it from the checkpoint first"
+                    if data_types else UPGRADE_HINT.format(path))
             raise CheckpointError(f"{what}={str(path)!r} was refused: it holds the pickled object {refused.group(1)}, "
                                   "which could run code when opened (only tensors and plain containers are loaded); "
-                                  f"{UPGRADE_HINT.format(path)}.") from None
+                                  f"{hint}.") from None
         unpickler = re.search(r"WeightsUnpickler error: ([^\n]+)", message)
         reason = unpickler.group(1) if unpickler else message.strip().split(". ")[0]
         raise CheckpointError(f"{what}={str(path)!r} is not a complete PyTorch checkpoint (truncated, or not a "
