@@ -68,7 +68,7 @@ def test_training_refuses_to_resume_from_a_checkpoint_that_carries_code(compose,
     assert not (tmp_path / "marker").exists()
 
 
-@pytest.mark.parametrize("target", ["builtins.open", "src.ddgan.checkpoint.os.system", "src.ddgan.fault_tolerance.atomic_torch_save"])
+@pytest.mark.parametrize("target", ["builtins.open", "src.ddgan.checkpoint.os.system", "src.ddgan.files.atomic_torch_save"])
 def test_a_stored_config_builds_only_ddgan_networks(compose, tmp_path, target):
     path = save_tiny_checkpoint(compose, tmp_path)
     content = torch.load(path, weights_only=True)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from hydra.utils import instantiate
 
+from src.ddgan.files import atomic_torch_save
+
 if TYPE_CHECKING:
     from src.ddgan.module import DDGAN
 
@@ -144,7 +146,5 @@ def load_ddgan(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
 def save_ddgan(model: "DDGAN", path: str | Path, **provenance: Any) -> Path:
     """Write `model` as a checkpoint that load_ddgan reads (the subset of a training checkpoint it needs: weights, the
     hyperparameters with the run config, and the `ddgan` state with the iteration and any `provenance`), atomically."""
-    from src.ddgan.files import atomic_torch_save
-
     state = {"iteration": model.iteration} | provenance
     return atomic_torch_save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": state}, path)

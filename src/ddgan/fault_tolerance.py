@@ -57,7 +57,7 @@ def disk_full_cause(error: BaseException) -> OSError | None:
     return None
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
+def save_checkpoint_file(obj: Any, path: str | Path) -> None:
     """files.atomic_torch_save for checkpoints: a disk that fills (or a file size limit) raises CheckpointWriteError
     naming the file and the fix; `path` is left as it was."""
     path = Path(path)
@@ -78,7 +78,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_torch_save(checkpoint, path)
+        save_checkpoint_file(checkpoint, path)
 
 
 def complete_saved_epoch(fit_loop: dict[str, Any] | None) -> None:
