@@ -24,16 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
 from src.ddgan.baselines.gaussian_denoiser import EpsilonGenerator
-from src.ddgan.evaluation import (
-    RUN_CLASSIFIER_FILE,
-    SampleQuality,
-    find_digit_classifier,
-    real_batches,
-    reference_for,
-    reference_name,
-    train_run_classifier,
-)
-from src.ddgan.metrics import DigitFeatures, load_digit_classifier
+from src.ddgan.evaluation import MetricSettings, SampleQuality, build_sample_quality
 from src.ddgan.metrics.features import to_uint8
 from src.ddgan.metrics.mode_coverage import NUM_STACKED_MODES
 from src.ddgan.precision import autocast, validate_precision
@@ -90,21 +81,17 @@ def metric_settings(train_cfg: DictConfig) -> DictConfig:
 
 
 def sample_quality(train_cfg: DictConfig, output_dir: Path, num_real: int, batch_size: int, precision: str) -> SampleQuality:
-    """The metrics in the digit classifier's feature space: the report's own <output_dir>/digit_classifier.pt, else
-    the experiment's classifier_path, else one trained into output_dir; the reference is the first num_real train
-    images."""
-    settings = metric_settings(train_cfg)
+    """The report's scorer, from the runs' metrics node with the report's metrics, sizes and precision, built by the
+    library's one builder: digit-classifier features (the report's own <output_dir>/digit_classifier.pt, else the
+    experiment's classifier_path, else one trained into output_dir); the reference is the first num_real train images."""
+    node = OmegaConf.to_container(metric_settings(train_cfg), resolve=True) | {
+        "names": METRICS, "feature_extractor": "digits", "pr_feature_extractor": "digits", "num_real": num_real,
+        "batch_size_per_device": batch_size, "precision": precision}
     datamodule = instantiate(train_cfg.data)
-    classifier_file = find_digit_classifier(settings.classifier_path, output_dir) or train_run_classifier(
-        output_dir / RUN_CLASSIFIER_FILE, resolution=datamodule.image_size, dataset=settings.classifier_dataset,
-        data_dir=settings.classifier_data_dir, epochs=settings.classifier_epochs, num_threads=torch.get_num_threads())
-    classifier = load_digit_classifier(classifier_file)
-    extractor = DigitFeatures(classifier, num_channels=datamodule.sample_shape[0])
-    reference = reference_for(extractor, METRICS, cache_dir=settings.reference_cache_dir,
-                              dataset_name=reference_name(datamodule, num_real),
-                              real_images=lambda: real_batches(datamodule, num_real, batch_size=batch_size))
-    return SampleQuality(extractor, METRICS, reference=reference, classifier=classifier, pr_k=settings.pr_k,
-                         precision=precision)
+    quality, _ = build_sample_quality(MetricSettings.from_config(node), sample_shape=datamodule.sample_shape,
+                                      device="cpu", run_dir=output_dir, train_missing_classifier=True,
+                                      datamodule=datamodule)
+    return quality
 
 
 def evaluate(entry: Entry, quality: SampleQuality, evaluation: DictConfig) -> tuple[dict, torch.Tensor]:
