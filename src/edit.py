@@ -4,7 +4,7 @@
 
 The input x_0 (PNG or JPEG of the model's H×W×C, scaled to [-1, 1]) is diffused to level k with q(x_k | x_0),
 then the remaining k DDGAN steps run from x_k with n different latents: small k keeps the input's details,
-k = T ignores it. Writes D/grid.png (the input, then the variations, in one row) and D/variations/{i:03d}.png.
+k = T ignores it. A class-conditional model takes class_label=c: the variations become class c. Writes D/grid.png (the input, then the variations, in one row) and D/variations/{i:03d}.png.
 Bad input (missing file, wrong size or channels, k outside 1..T) ends with one line on stderr and exit status 2.
 """
 from pathlib import Path
@@ -39,10 +39,10 @@ def run(cfg: DictConfig) -> Path:
     except (FileNotFoundError, ValueError) as error:
         raise EditError(str(error)) from None
     model = model.to(pick_device(cfg.device))
-    validate_edit(model, cfg.start_step, cfg.num_variations)
+    validate_edit(model, cfg.start_step, cfg.num_variations, cfg.class_label)
     image = load_image(cfg.input, model.sample_shape, fit=cfg.fit_input)
     variations = edit(model, image, start_step=cfg.start_step, num_variations=cfg.num_variations, seed=cfg.seed,
-                      diffuse_each=cfg.diffuse_each)
+                      diffuse_each=cfg.diffuse_each, class_label=cfg.class_label)
     return write_edits(image, variations.cpu(), Path(cfg.output_dir))
 
 

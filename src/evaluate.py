@@ -29,6 +29,7 @@ from src.ddgan.evaluation import (
     build_sample_quality,
     generated_batches,
     load_npz_images,
+    load_npz_labels,
     stored_metric_settings,
     validate_metrics,
 )
@@ -119,6 +120,7 @@ def evaluate(cfg: DictConfig) -> dict:
     run_config = model.hparams["config"] if model is not None else None
     settings = metric_settings(cfg, run_config)
     images = load_npz_images(cfg.samples) if cfg.samples is not None else None
+    labels = load_npz_labels(cfg.samples) if cfg.samples is not None else None
     sample_shape = tuple(images.shape[1:]) if images is not None else tuple(model.sample_shape)
     if reference_images is not None:
         check_same_shape(reference_images, sample_shape, cfg.reference)
@@ -133,7 +135,8 @@ def evaluate(cfg: DictConfig) -> dict:
     quality, num_real = build_sample_quality(
         settings, sample_shape=sample_shape, device=device,
         run_dir=run_dir if cfg.metrics.classifier_path is None else None, datamodule=datamodule,
-        reference_images=reference_images, statistics_file=statistics_file, fid_reference=bool(cfg.save_statistics))
+        reference_images=reference_images, statistics_file=statistics_file, fid_reference=bool(cfg.save_statistics),
+        num_classes=model.num_classes if model is not None else getattr(datamodule, "model_classes", 0))
     if cfg.save_statistics:
         written = save_statistics(cfg.save_statistics, quality.reference.statistics)
         log.info(f"FID statistics ({quality.extractor.name}) of the reference written to {written}")
@@ -143,8 +146,16 @@ def evaluate(cfg: DictConfig) -> dict:
         per_run = len(images) // num_runs
         if per_run < 2:
             raise ValueError(f"samples={cfg.samples}: {len(images)} images cannot make num_runs={num_runs} sets")
-        results = average_runs([quality.score(images[r * per_run:(r + 1) * per_run].split(batch_size))
-                                for r in range(num_runs)])
+        if "conditional" in settings.names and labels is None:
+            raise ValueError(f"samples={cfg.samples} holds no `labels`: metric conditional needs the classes the "
+                             "samples were drawn for (src.sample of a class-conditional model writes them)")
+
+        def run_batches(r: int):
+            chunk = slice(r * per_run, (r + 1) * per_run)
+            return zip(images[chunk].split(batch_size), labels[chunk].split(batch_size)) if labels is not None \
+                else images[chunk].split(batch_size)
+
+        results = average_runs([quality.score(run_batches(r)) for r in range(num_runs)])
         source = {"samples": str(cfg.samples), "num_samples": per_run}
     else:  # run r draws samples r * num_samples ... (r + 1) * num_samples - 1: independent sets
         num_samples, seed = settings.num_samples, settings.seed
@@ -166,17 +177,18 @@ def evaluate(cfg: DictConfig) -> dict:
 def format_table(record: dict) -> str:
     """The metrics of `record` as a two-column table, then what was scored."""
     rows = [("FID", "fid"), ("IS", "is"), ("precision", "precision"), ("recall", "recall"),
-            ("modes covered", "modes_covered"), ("KL to uniform", "mode_kl")]
-    lines = [f"{'metric':<14} {'value':>10}", "-" * 25]
+            ("modes covered", "modes_covered"), ("KL to uniform", "mode_kl"),
+            ("cond. accuracy", "conditional_accuracy"), ("intra-class FID", "intra_class_fid")]
+    lines = [f"{'metric':<15} {'value':>10}", "-" * 26]
     for label, key in rows:
-        if key in record:
+        if record.get(key) is not None:
             value = record[key]
             text = f"{value:>10d}" if isinstance(value, int) else f"{value:>10.4f}"
             if key == "is" and "is_std" in record:
                 text += f" ± {record['is_std']:.4f}"
             if key == "fid" and "fid_std" in record:
                 text += f" ± {record['fid_std']:.4f} ({record['num_runs']} runs)"
-            lines.append(f"{label:<14} {text}")
+            lines.append(f"{label:<15} {text}")
     source = record.get("ckpt_path") or record.get("samples")
     real = record.get("reference") or f"{record['num_real']} real images"
     features = ", ".join(f"{metric}: {name}" for metric, name in record.get("metric_features", {}).items())

@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -59,10 +60,18 @@ def compose():
     return compose_config
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: several times faster than two when the 2 CPU cores are shared."""
+@contextlib.contextmanager
+def single_thread():
+    """One intra-op thread inside: several times faster than two when the 2 CPU cores are shared."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_thread():
+    with single_thread():
+        yield

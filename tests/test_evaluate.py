@@ -22,7 +22,7 @@ from src.ddgan.module import DDGAN
 from src.evaluate import evaluate, format_table
 from src.sample import generate, write_samples
 from src.train import summary_line, train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, single_thread
 
 METRIC_KEYS = {"fid", "is", "is_std", "precision", "recall", "modes_covered", "mode_kl"}
 TINY_DIGITS = [
@@ -54,12 +54,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """(run directory, data_dir) of a 2-iteration stacked_digits run with no classifier anywhere beforehand."""
     root = tmp_path_factory.mktemp("tiny_digits")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         train(compose_config(TINY_DIGITS + [f"paths.data_dir={root / 'data'}"], output_dir=root / "run"))
-    finally:
-        torch.set_num_threads(previous)
     return root / "run", root / "data"
 
 

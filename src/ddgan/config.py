@@ -182,8 +182,8 @@ def check_data_available(datamodule, cfg: DictConfig) -> None:
 
 
 def validate_data_matches_model(datamodule, cfg: DictConfig) -> None:
-    """model.sample_shape (by default ${data.sample_shape}) must be the shape of the data points the datamodule yields
-    (checked after the datamodule is built, before fit)."""
+    """model.sample_shape (by default ${data.sample_shape}) must be the shape of the data points the datamodule yields,
+    and model.num_classes its classes (checked after the datamodule is built, before fit)."""
     if getattr(datamodule, "sample_shape", None) is None:  # a datamodule of its own that does not say
         return
     data_shape = [int(d) for d in datamodule.sample_shape]
@@ -191,3 +191,8 @@ def validate_data_matches_model(datamodule, cfg: DictConfig) -> None:
     if data_shape != model_shape:
         raise ConfigError(f"model.sample_shape={model_shape} does not match the data: {type(datamodule).__name__} yields samples of shape "
                           f"{data_shape} (data.sample_shape); drop the model.sample_shape override (it follows data.sample_shape) or change the data.")
+    data_classes, model_classes = getattr(datamodule, "model_classes", 0), int(cfg.model.get("num_classes", 0))  # DataError first
+    if data_classes != model_classes:
+        wanted = f"data.conditional=true and {data_classes} classes" if data_classes else "data.conditional=false"
+        raise ConfigError(f"model.num_classes={model_classes} does not match the data ({wanted}): drop the "
+                          "model.num_classes override (it follows data.conditional and data.num_classes)")

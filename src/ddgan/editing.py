@@ -57,8 +57,9 @@ def load_image(path: str | Path, sample_shape: tuple[int, int, int], fit: bool =
     return uint8_to_model_range(pixels.permute(2, 0, 1))
 
 
-def validate_edit(model: DDGAN, start_step, num_variations) -> None:
-    """EditError for a non-image model, k outside 1..T, or fewer than one variation."""
+def validate_edit(model: DDGAN, start_step, num_variations, class_label=None) -> None:
+    """EditError for a non-image model, k outside 1..T, fewer than one variation, or a class label that is not one
+    of the model's classes (or given to an unconditional model)."""
     if len(model.sample_shape) != 3:
         raise EditError(f"this checkpoint's model makes {list(model.sample_shape)}-shaped points: src.edit edits images.")
     num_timesteps = model.schedule.num_timesteps
@@ -69,21 +70,30 @@ def validate_edit(model: DDGAN, start_step, num_variations) -> None:
         )
     if isinstance(num_variations, bool) or not isinstance(num_variations, int) or num_variations < 1:
         raise EditError(f"num_variations={num_variations!r} is invalid: it must be an integer >= 1.")
+    if class_label is not None:
+        try:
+            model.check_class_label(class_label)
+        except ValueError as error:
+            raise EditError(str(error)) from None
 
 
 @torch.no_grad()
-def edit(model: DDGAN, image: Tensor, *, start_step: int, num_variations: int, seed: int, diffuse_each: bool = False) -> Tensor:
+def edit(model: DDGAN, image: Tensor, *, start_step: int, num_variations: int, seed: int, diffuse_each: bool = False,
+         class_label: int | None = None) -> Tensor:
     """SDEdit with DDGAN: x_k ~ q(x_k | x_0 = image), then DDGAN steps k-1 … 0 with fresh z; (n, C, H, W) in [-1, 1].
+    A class-conditional model turns the input into class `class_label` (default: variation i gets class
+    i mod num_classes).
 
     Args:
         image: (C, H, W) in [-1, 1].
         diffuse_each: draw x_k separately for every variation (default: one x_k, the variations differ by z
             and the posterior noise of the remaining steps).
     """
-    validate_edit(model, start_step, num_variations)
+    validate_edit(model, start_step, num_variations, class_label)
     rng = torch.Generator(device=model.device).manual_seed(seed)
     x_0 = model.to_network_space(image.to(model.device, torch.float32)[None]).expand(num_variations, *model.network_shape)
     k = torch.full((num_variations,), start_step, device=model.device, dtype=torch.long)
     noise = randn((num_variations if diffuse_each else 1, *model.network_shape), x_0, rng).expand_as(x_0)
     x_k = model.schedule.q_sample(x_0, k, noise)  # in the networks' space; the samples come back as images
-    return model.sample(num_variations, x_start=x_k, start_step=start_step, rng=rng)
+    labels = torch.full((num_variations,), class_label, dtype=torch.long) if class_label is not None else None
+    return model.sample(num_variations, x_start=x_k, start_step=start_step, rng=rng, labels=labels)

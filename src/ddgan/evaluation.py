@@ -38,6 +38,7 @@ from src.ddgan.metrics import (
     save_digit_classifier,
     train_digit_classifier,
 )
+from src.ddgan.metrics.conditional import ConditionalScores, class_statistics
 from src.ddgan.metrics.extractors import FEATURE_EXTRACTORS, build_feature_extractor
 from src.ddgan.metrics.features import to_uint8
 from src.ddgan.metrics.protocol import (
@@ -49,12 +50,13 @@ from src.ddgan.metrics.protocol import (
 )
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import autocast, validate_precision
-from src.ddgan.sampling import draw_samples
+from src.ddgan.sampling import draw_samples, index_labels
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-METRICS = ("fid", "is", "pr", "modes")  # FID | Inception Score | precision & recall | modes covered & KL
+# FID | Inception Score | precision & recall | modes covered & KL | conditional accuracy & intra-class FID
+METRICS = ("fid", "is", "pr", "modes", "conditional")
 RUN_CLASSIFIER_FILE = "digit_classifier.pt"  # a classifier trained for a run is saved in its output_dir
 # datamodule settings that change how images are served, not which images the train set holds
 LOADER_SETTINGS = frozenset({"batch_size_per_device", "num_workers", "pin_memory", "persistent_workers",
@@ -130,7 +132,7 @@ class MetricSettings:
 
     @property
     def needs_classifier(self) -> bool:
-        return "digits" in (self.feature_extractor, self.pr_feature_extractor) or "modes" in self.names
+        return "digits" in (self.feature_extractor, self.pr_feature_extractor) or bool({"modes", "conditional"} & set(self.names))
 
 
 # what a run's GenerativeMetrics callback held besides the metric settings (checkpoints written before the node)
@@ -159,12 +161,15 @@ def rank_indices(num_samples: int, rank: int, world_size: int) -> range:
     return range(rank * num_samples // world_size, (rank + 1) * num_samples // world_size)
 
 
-def generated_batches(model: DDGAN, indices: Sequence[int], *, batch_size: int, seed: int,
-                      use_ema: bool = True, precision: str = "32") -> Iterator[torch.Tensor]:
-    """uint8 samples (n, C, H, W) of `model`, batch_size at a time; sample i depends only on (seed, i).
-    precision=bf16: the generator runs under bf16 autocast."""
+def generated_batches(model: DDGAN, indices: Sequence[int], *, batch_size: int, seed: int, use_ema: bool = True,
+                      precision: str = "32") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(uint8 samples (n, C, H, W), their class labels (n,) or None) of `model`, batch_size at a time; sample i depends
+    only on (seed, i) and, for a conditional model, has class i mod num_classes. precision=bf16: the generator runs
+    under bf16 autocast."""
     for start in range(0, len(indices), batch_size):
-        yield to_uint8(draw_samples(model, indices[start:start + batch_size], seed=seed, use_ema=use_ema, precision=precision))
+        batch = indices[start:start + batch_size]
+        labels = index_labels(batch, getattr(model, "num_classes", 0))
+        yield to_uint8(draw_samples(model, batch, seed=seed, use_ema=use_ema, precision=precision, labels=labels)), labels
 
 
 def load_npz_images(path: str | Path, *, what: str = "samples") -> torch.Tensor:
@@ -179,6 +184,12 @@ def load_npz_images(path: str | Path, *, what: str = "samples") -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2)
 
 
+def load_npz_labels(path: str | Path) -> torch.Tensor | None:
+    """The class labels (N,) a conditional model's samples were drawn for (src.sample's `labels`), None if absent."""
+    with np.load(path) as archive:
+        return torch.from_numpy(archive["labels"]).long() if "labels" in archive.files else None
+
+
 def reference_name(datamodule: L.LightningDataModule, num_real: int) -> str:
     """Cache name of the first num_real train images: datamodule class + digest of its content settings."""
     settings = {key: value for key, value in sorted(dict(datamodule.hparams).items()) if key not in LOADER_SETTINGS}
@@ -186,8 +197,10 @@ def reference_name(datamodule: L.LightningDataModule, num_real: int) -> str:
     return f"{type(datamodule).__name__}-{digest}-first{num_real}"
 
 
-def real_batches(datamodule: L.LightningDataModule, num_real: int, *, batch_size: int) -> Iterator[torch.Tensor]:
-    """uint8 batches (n, C, H, W) of the first num_real train images, in order and never flipped."""
+def real_batches(datamodule: L.LightningDataModule, num_real: int, *, batch_size: int,
+                 labels: bool = False) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 batches (n, C, H, W) of the first num_real train images, in order and never flipped (labels: with their
+    class labels (n,))."""
     if getattr(datamodule, "train_dataset", None) is None:
         datamodule.prepare_data()
         datamodule.setup("fit")
@@ -195,8 +208,8 @@ def real_batches(datamodule: L.LightningDataModule, num_real: int, *, batch_size
     if isinstance(dataset, RandomHorizontalFlip):
         dataset = dataset.dataset
     subset = Subset(dataset, range(min(num_real, len(dataset))))
-    for images, *_ in DataLoader(subset, batch_size=batch_size, num_workers=getattr(datamodule, "num_workers", 0)):
-        yield to_uint8(images)
+    for images, classes in DataLoader(subset, batch_size=batch_size, num_workers=getattr(datamodule, "num_workers", 0)):
+        yield (to_uint8(images), classes) if labels else to_uint8(images)
 
 
 # ---- the digit classifier ----------------------------------------------------------------------
@@ -268,7 +281,8 @@ def reference_for(extractor: FeatureExtractor | None, metrics: Sequence[str], *,
 
 
 class SampleQuality:
-    """FID, IS, precision/recall and mode coverage of generated uint8 images (N, C, H, W), fed batch by batch.
+    """FID, IS, precision/recall, mode coverage and (class-conditional models) conditional accuracy and intra-class
+    FID of generated uint8 images (N, C, H, W), fed batch by batch (with their class labels for `conditional`).
 
     FID and IS use `extractor` (FID against `reference`), precision/recall `pr_extractor` against `pr_reference`
     (default: the same). States are torchmetrics Metrics (sums, gathered lists, a mode histogram): compute() syncs
@@ -290,6 +304,9 @@ class SampleQuality:
         pr_reference: ReferenceSet | None = None,  # real features of `pr_extractor` (None: `reference`)
         jpeg_quality: int | None = None,  # JPEG-compress the images before any network (None: lossless)
         is_protocol: str = "salimans",  # the name recorded for IS (its logits are the extractor's)
+        class_extractor: FeatureExtractor | None = None,  # conditional: features + logits whose arg-max is the class
+        num_classes: int = 0,  # conditional: the model's classes
+        class_reference: dict | None = None,  # conditional: real GaussianStatistics per class (intra-class FID)
     ) -> None:
         self.metrics = validate_metrics(metrics)
         self.reference = reference  # kept: src.evaluate save_statistics= writes its statistics
@@ -310,6 +327,10 @@ class SampleQuality:
         if "modes" in self.metrics and classifier is None:
             raise ValueError("metric `modes` needs a digit classifier (feature_extractor=digits or "
                              "classifier_path=...)")
+        if "conditional" in self.metrics and (class_extractor is None or not num_classes):
+            raise ValueError("metric `conditional` needs a class-conditional model (model.num_classes > 0) and the "
+                             "data set's classifier (a digit classifier: feature_extractor=digits or classifier_path=...)")
+        self.class_extractor = class_extractor
         logits = getattr(extractor, "logits", None)  # an InceptionFeatures' IS logits
         if "is" in self.metrics and logits is not None and logits != IS_PROTOCOLS[self.is_protocol][0]:
             raise ValueError(f"is_protocol={self.is_protocol} needs {IS_PROTOCOLS[self.is_protocol][0]} logits, "
@@ -324,16 +345,19 @@ class SampleQuality:
             self.states["pr"] = PrecisionRecall(k=pr_k, real_features=pr_reference.features)
         if "modes" in self.metrics:
             self.states["modes"] = ModeCoverage()
+        if "conditional" in self.metrics:
+            self.states["conditional"] = ConditionalScores(num_classes=num_classes, real_classes=class_reference)
 
     def networks(self) -> list[torch.nn.Module]:
-        return [net for net in dict.fromkeys([self.extractor, self.pr_extractor, self.classifier]) if net is not None]
+        nets = [self.extractor, self.pr_extractor, self.classifier, self.class_extractor]
+        return [net for net in dict.fromkeys(nets) if net is not None]
 
     def describe(self) -> dict:
         """What metrics.json records next to the numbers: each metric's features, the IS protocol, JPEG or not."""
         used = {"fid": self.extractor, "is": self.extractor, "pr": self.pr_extractor}
         record = {"feature_extractor": self.extractor.name if self.extractor is not None else None,
                   "metric_features": {name: used[name].name for name in self.metrics if name in used}
-                  | ({"modes": "digit-classifier"} if "modes" in self.metrics else {}),
+                  | {name: "digit-classifier" for name in ("modes", "conditional") if name in self.metrics},
                   "jpeg_quality": self.jpeg_quality}
         sources = {net.name: net.weights_source for net in self.networks() if hasattr(net, "weights_source")}
         if sources:
@@ -350,8 +374,10 @@ class SampleQuality:
         return self
 
     @torch.no_grad()
-    def update(self, images: torch.Tensor) -> None:
-        """Add generated uint8 images (N, C, H, W)."""
+    def update(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Add generated uint8 images (N, C, H, W), with the classes they were generated for (N,) (conditional)."""
+        if "conditional" in self.states and labels is None:
+            raise ValueError("metric `conditional` needs the class labels the samples were generated for")
         device = next(self.networks()[0].parameters()).device
         if self.jpeg_quality is not None:
             images = jpeg_roundtrip(images, self.jpeg_quality)
@@ -364,6 +390,8 @@ class SampleQuality:
                 pr_features = features if self.pr_extractor is self.extractor and features is not None \
                     else self.pr_extractor.features_and_logits(images)[0]
             modes = predict_stacked_modes(self.classifier, images).to(device) if "modes" in self.states else None
+            if "conditional" in self.states:
+                class_features, class_logits = self.class_extractor.features_and_logits(images)
         if "fid" in self.states:
             self.states["fid"].update(features.float(), real=False)
         if "is" in self.states:
@@ -372,9 +400,12 @@ class SampleQuality:
             self.states["pr"].update(pr_features.float(), real=False)
         if "modes" in self.states:
             self.states["modes"].update(modes)
+        if "conditional" in self.states:
+            self.states["conditional"].update(class_features.float(), class_logits.argmax(dim=1), labels.to(device))
 
     def compute(self) -> dict[str, float]:
-        """{fid, is, is_std, precision, recall, modes_covered, mode_kl} (those asked for), over all ranks."""
+        """{fid, is, is_std, precision, recall, modes_covered, mode_kl, conditional_accuracy, intra_class_fid} (those
+        asked for), over all ranks."""
         results = {}
         if "fid" in self.states:
             results["fid"] = float(self.states["fid"].compute())
@@ -386,16 +417,18 @@ class SampleQuality:
         if "modes" in self.states:
             coverage = self.states["modes"].compute()
             results |= {"modes_covered": int(coverage["modes_covered"]), "mode_kl": float(coverage["kl_to_uniform"])}
+        if "conditional" in self.states:
+            results |= self.states["conditional"].compute()
         return results
 
     def reset(self) -> None:
         for state in self.states.values():
             state.reset()
 
-    def score(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
-        """Feed every batch, compute, reset."""
-        for images in batches:
-            self.update(images)
+    def score(self, batches: Iterable[torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]]) -> dict[str, float]:
+        """Feed every batch (images, or (images, labels)), compute, reset."""
+        for batch in batches:
+            self.update(*(batch if isinstance(batch, tuple) else (batch,)))
         try:
             return self.compute()
         finally:
@@ -449,6 +482,7 @@ def build_sample_quality(
     reference_images: torch.Tensor | None = None,  # ... or these uint8 images ...
     statistics_file: str | Path | None = None,  # ... or FID statistics (mu, sigma) from a file
     fid_reference: bool = False,  # also compute FID's reference when fid is not measured (to save its statistics)
+    num_classes: int = 0,  # the classes of a conditional model (metric `conditional`)
     once: Callable[[str, Callable[[], T]], T] = run_here,  # once(name, make): the callback's rank-zero-first
 ) -> tuple[SampleQuality, int | None]:
     """The scorer of `settings` (states, extractors, classifier, real references) on `device`, and num_real (None
@@ -487,8 +521,29 @@ def build_sample_quality(
                 real_images=lambda: real_batches(datamodule, num_real, batch_size=settings.batch_size_per_device)))
 
         fid, pr = cached(extractor, "fid"), cached(pr_extractor, "pr")
+    class_extractor, class_reference = None, None
+    if "conditional" in names and classifier is not None:
+        class_extractor = extractor if isinstance(extractor, DigitFeatures) else \
+            DigitFeatures(classifier, num_channels=sample_shape[0]).to(device)
+        if datamodule is not None and not getattr(datamodule, "model_classes", 0):
+            raise ValueError("metric `conditional` scores against the data's labels: set data.conditional=true")
+        class_reference = class_references(class_extractor, datamodule, num_real, settings.batch_size_per_device) \
+            if datamodule is not None else None
     quality = SampleQuality(extractor if {"fid", "is"} & set(names) else None, names, reference=fid,
                             classifier=classifier, pr_k=settings.pr_k, is_splits=settings.is_splits,
                             precision=settings.precision, pr_extractor=pr_extractor, pr_reference=pr,
-                            jpeg_quality=settings.jpeg_quality, is_protocol=settings.is_protocol)
+                            jpeg_quality=settings.jpeg_quality, is_protocol=settings.is_protocol,
+                            class_extractor=class_extractor, num_classes=num_classes, class_reference=class_reference)
     return quality.to(device), num_real
+
+
+def class_references(extractor: FeatureExtractor, datamodule: L.LightningDataModule, num_real: int,
+                     batch_size: int) -> dict:
+    """Real Gaussian statistics per class of the first num_real train images, in `extractor`'s features (not cached:
+    digit features of a labelled set take seconds)."""
+    device = next(extractor.parameters()).device
+    features, labels = [], []
+    for images, classes in real_batches(datamodule, num_real, batch_size=batch_size, labels=True):
+        features.append(extractor.features_and_logits(images.to(device))[0].float().cpu())
+        labels.append(classes)
+    return class_statistics(torch.cat(features), torch.cat(labels))

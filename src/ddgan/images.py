@@ -37,3 +37,21 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None
     nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
     grid = make_grid(images.float().clamp(-1, 1), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
     save_grid_image(grid * 2 - 1, path, max(images.shape[-2:]))
+
+
+def class_rows(labels: torch.Tensor, per_row: int = 16, max_rows: int = 32) -> torch.Tensor:
+    """Indices of a grid with one row per class: the first `per_row` samples of each of the first `max_rows` classes
+    (in order of label), rows padded with -1 where a class has fewer samples."""
+    rows = []
+    for label in labels.unique()[:max_rows]:
+        picked = (labels == label).nonzero().flatten()[:per_row]
+        rows.append(torch.cat([picked, picked.new_full((per_row - len(picked),), -1)]))
+    return torch.stack(rows)
+
+
+def save_class_grid(images: torch.Tensor, labels: torch.Tensor, path: Path, per_row: int = 16) -> None:
+    """(N, C, H, W) in [-1, 1] with their classes (N,) as one PNG grid of one row per class (empty tiles black)."""
+    rows = class_rows(labels, min(per_row, int(torch.bincount(labels).max())))
+    blank = -torch.ones_like(images[:1])
+    tiles = torch.cat([images, blank])[rows.flatten()]  # index -1: the blank tile
+    save_grid(tiles, path, nrow=rows.shape[1])

@@ -75,12 +75,14 @@ def to_data_units(samples: Tensor, mixture: Mixture | None) -> Tensor:
     return mixture.from_network(samples) if mixture is not None else samples
 
 
-def mixture_metrics(samples: Tensor, centers: Tensor, std: float, quality_radius_std: float = 3.0, coverage_share: float = 0.25) -> dict[str, float]:
+def mixture_metrics(samples: Tensor, centers: Tensor, std: float, quality_radius_std: float = 3.0, coverage_share: float = 0.25,
+                    labels: Tensor | None = None) -> dict[str, float]:
     """Quality and coverage of 2-D samples (in the benchmark's units) against a Gaussian mixture.
 
     A sample is *high quality* when it lies within `quality_radius_std` std of its nearest center;
     a mode is *covered* when it receives at least `coverage_share` of its uniform share of the
-    high-quality samples; `mode_kl` is KL(p_modes || uniform) over the high-quality samples.
+    high-quality samples; `mode_kl` is KL(p_modes || uniform) over the high-quality samples. With the mode indices
+    `labels` a class-conditional model was asked for: `conditional_accuracy`, the share whose nearest mode is theirs.
     """
     distances = torch.cdist(samples.double(), centers.double())
     nearest_distance, nearest = distances.min(dim=1)
@@ -97,4 +99,4 @@ def mixture_metrics(samples: Tensor, centers: Tensor, std: float, quality_radius
         "num_modes": num_modes,
         "high_quality_fraction": num_high_quality / samples.shape[0],
         "mode_kl": kl,
-    }
+    } | ({"conditional_accuracy": float((nearest == labels.to(nearest.device)).double().mean())} if labels is not None else {})

@@ -40,6 +40,11 @@ class TrainingDiverged(RuntimeError):
 class DDGAN(L.LightningModule):
     """Denoising diffusion GAN: G(x_{t+1}, t, z) predicts x_0, D(x_t, t, x_{t+1}) judges pairs.
 
+    Class-conditional with num_classes > 0: G(x_{t+1}, t, z, y) and D(x_t, t, x_{t+1}, y) take the data's label y
+    (batches are (x_0, y)); generated pairs are judged under the label of the real x_0 they were made from, and
+    `sample` draws given labels (by default sample i has class i mod num_classes). num_classes = 0 is the paper's
+    unconditional model, unchanged.
+
     Iterations are counted by `self.iteration` (Lightning's global_step advances once per
     optimizer step, i.e. twice per iteration here). R1 is applied when iteration % lazy_reg == 0,
     as in the released code (not rescaled by the interval).
@@ -83,6 +88,7 @@ class DDGAN(L.LightningModule):
         space: str = "pixel",  # pixel | wavelet: the networks see the data, or its Haar subbands (WaveDiff)
         subband_order: str = "pytorch_wavelets",  # wavelet space: the released Haar order (src/ddgan/wavelets.py)
         network_shape: list[int] | None = None,  # the config's derived model.network_shape (checked); None: derived here
+        num_classes: int = 0,  # > 0: class-conditional G and D (their num_classes must agree); 0: unconditional
     ):
         super().__init__()
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
@@ -92,6 +98,11 @@ class DDGAN(L.LightningModule):
         if network_shape is not None and [int(d) for d in network_shape] != derived:
             raise ValueError(f"model.network_shape={list(network_shape)} does not follow model.sample_shape={list(sample_shape)} "
                              f"in model.space={space} ({derived}): drop the model.network_shape override (it is derived)")
+        for role, network in (("generator", generator), ("discriminator", discriminator)):
+            if getattr(network, "num_classes", 0) != num_classes:
+                raise ValueError(f"model.{role}.num_classes={getattr(network, 'num_classes', 0)} differs from "
+                                 f"model.num_classes={num_classes}: both networks take the model's classes (drop the override)")
+        self.num_classes = num_classes
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["generator", "discriminator", "schedule"])
         self.generator = generator
@@ -139,15 +150,43 @@ class DDGAN(L.LightningModule):
         """The inverse of `to_network_space`: (N, *network_shape) -> data (N, *sample_shape)."""
         return wavelets.from_wavelet_space(x, self.hparams.subband_order) if self.space == "wavelet" else x
 
-    # ---- one training iteration ----------------------------------------------------------------
-    def predict_x0(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
-        """x̂_0 = G(x_{t+1}, t, z) with a fresh z, in fp32."""
-        z = torch.randn(x_tp1.shape[0], self.hparams.nz, device=x_tp1.device, dtype=x_tp1.dtype)
-        return generator(x_tp1, t, z).float()
+    # ---- class labels -------------------------------------------------------------------------
+    def labels(self, y: Tensor | None) -> dict[str, Tensor]:
+        """The networks' label argument: {"y": y} for a conditional model, {} for an unconditional one."""
+        return {"y": y} if self.num_classes else {}
 
-    def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor) -> Tensor:
-        """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), fresh z (posterior in fp32)."""
-        return self.schedule.sample_posterior(self.predict_x0(generator, x_tp1, t), x_tp1, t)
+    def check_class_label(self, label, key: str = "class_label", shown=None) -> int:
+        """`label` if it is one of the model's classes; else a one-line ValueError naming `key` and its value (`shown`,
+        default the label), also for any label given to an unconditional model."""
+        shown = label if shown is None else shown
+        if not self.num_classes:
+            raise ValueError(f"{key}={shown!r} given to an unconditional model (model.num_classes=0): drop {key}")
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < self.num_classes:
+            raise ValueError(f"{key}={shown!r} is invalid: the model's classes are 0..{self.num_classes - 1}")
+        return label
+
+    def default_labels(self, num_samples: int, labels: Tensor | None) -> Tensor | None:
+        """The labels to sample: `labels` (checked), else for a conditional model class i mod num_classes for
+        sample i (every class equally often), else None."""
+        if labels is None:
+            return torch.arange(num_samples, device=self.device) % self.num_classes if self.num_classes else None
+        if not self.num_classes:
+            raise ValueError("class labels were given to an unconditional model (model.num_classes=0)")
+        labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        if len(labels) != num_samples or labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"expected {num_samples} class labels in 0..{self.num_classes - 1}, got "
+                             f"{len(labels)} in {labels.min().item()}..{labels.max().item()}")
+        return labels
+
+    # ---- one training iteration ----------------------------------------------------------------
+    def predict_x0(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """x̂_0 = G(x_{t+1}, t, z[, y]) with a fresh z, in fp32."""
+        z = torch.randn(x_tp1.shape[0], self.hparams.nz, device=x_tp1.device, dtype=x_tp1.dtype)
+        return generator(x_tp1, t, z, **self.labels(y)).float()
+
+    def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z[, y])), fresh z (posterior in fp32)."""
+        return self.schedule.sample_posterior(self.predict_x0(generator, x_tp1, t, y), x_tp1, t)
 
     def real_pair(self, x_0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """t ~ U{0..T-1} and a real pair (x_t, x_{t+1}) from data x_0."""
@@ -169,7 +208,7 @@ class DDGAN(L.LightningModule):
         scale = min(scaler.get_scale(), 1024.0)
         return r1_penalty(logits_real * scale, x_t) / scale**2
 
-    def discriminator_step(self, x_0: Tensor) -> dict[str, Tensor]:
+    def discriminator_step(self, x_0: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """Real pairs (+ R1), then generated pairs; two backward passes, so the real graph (with R1's
         double-backward graph) is freed before the generated pass is built: a lower memory peak, the same gradient."""
         t, x_t, x_tp1 = self.real_pair(x_0)
@@ -177,7 +216,7 @@ class DDGAN(L.LightningModule):
         x_t.requires_grad_(apply_r1)
         # R1 differentiates twice through D, which compiled graphs cannot: this forward runs eagerly then
         with torch.compiler.set_stance("force_eager") if apply_r1 and self.hparams.compile else contextlib.nullcontext():
-            logits_real = self.discriminator(x_t, t, x_tp1).float()
+            logits_real = self.discriminator(x_t, t, x_tp1, **self.labels(y)).float()
         with self.full_precision():
             loss_real = d_loss_real(logits_real)
             logs = {"loss_d_real": loss_real.detach(), "d_real": logits_real.detach().mean()}
@@ -187,8 +226,8 @@ class DDGAN(L.LightningModule):
                 logs["r1"] = r1.detach()
         self.manual_backward(loss_real)
         with torch.no_grad():  # D's update needs no gradient through G
-            x_t_fake = self.denoise(self.generator, x_tp1, t)
-        logits_fake = self.discriminator(x_t_fake, t, x_tp1).float()
+            x_t_fake = self.denoise(self.generator, x_tp1, t, y)
+        logits_fake = self.discriminator(x_t_fake, t, x_tp1, **self.labels(y)).float()
         with self.full_precision():
             loss_fake = d_loss_fake(logits_fake)
         self.manual_backward(loss_fake)
@@ -196,14 +235,15 @@ class DDGAN(L.LightningModule):
                  "loss_d": loss_real.detach() + loss_fake.detach()}
         return self.update(self.optimizers()[0], "d", self.discriminator, logs)
 
-    def generator_step(self, x_0: Tensor) -> dict[str, Tensor]:
+    def generator_step(self, x_0: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         t, _, x_tp1 = self.real_pair(x_0)  # fresh t, pair and z
         trainable_d = trainable_parameters(self.discriminator)
         for param in trainable_d:  # frozen ones (requires_grad=False) stay frozen after this step
             param.requires_grad_(False)
         try:
-            x0_pred = self.predict_x0(self.generator, x_tp1, t)
-            logits = self.discriminator(self.schedule.sample_posterior(x0_pred, x_tp1, t), t, x_tp1).float()
+            x0_pred = self.predict_x0(self.generator, x_tp1, t, y)
+            logits = self.discriminator(self.schedule.sample_posterior(x0_pred, x_tp1, t), t, x_tp1,
+                                        **self.labels(y)).float()
             with self.full_precision():
                 loss = g_loss(logits)
                 logs = {}
@@ -297,19 +337,22 @@ class DDGAN(L.LightningModule):
         if copied[0]:
             torch._foreach_copy_(*copied)
 
-    def train_iteration(self, x_0: Tensor) -> dict[str, Tensor]:
-        """One DDGAN iteration on data x_0 (N, *sample_shape): D step, G step, EMA update, in the networks' space
-        (WaveDiff's reconstruction term compares wavelet coefficients there). Returns the logged values."""
+    def train_iteration(self, x_0: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        """One DDGAN iteration on data x_0 (N, *sample_shape) (with their labels y, conditional models): D step,
+        G step, EMA update, in the networks' space (WaveDiff's reconstruction term compares wavelet coefficients
+        there). Returns the logged values."""
         x_0 = self.to_network_space(x_0)
-        logs = self.discriminator_step(x_0)
-        logs |= self.generator_step(x_0)
+        logs = self.discriminator_step(x_0, y)
+        logs |= self.generator_step(x_0, y)
         self.update_ema()
         self.iteration += 1
         return logs
 
     def training_step(self, batch, batch_idx: int) -> None:
-        x_0 = batch[0] if isinstance(batch, (list, tuple)) else batch
-        logs = self.train_iteration(x_0)
+        x_0, y = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
+        if self.num_classes and y is None:
+            raise ValueError("a class-conditional model (model.num_classes > 0) needs (x, y) batches: set data.conditional=true")
+        logs = self.train_iteration(x_0, y if self.num_classes else None)
         logs |= {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
         # values are averaged over processes already (in update), so no sync_dist here
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
@@ -335,15 +378,17 @@ class DDGAN(L.LightningModule):
     # ---- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, num_samples: int, *, rng: RandomSource = None, use_ema: bool = True, x_start: Tensor | None = None,
-               start_step: int | None = None, return_chain: bool = False):
+               start_step: int | None = None, return_chain: bool = False, labels: Tensor | None = None):
         """num_samples data points (N, *sample_shape) from noise, by the EMA generator by default: the sampler runs in
         the networks' space and its output (and with return_chain its levels and x_0 predictions) comes back through
-        `to_data_space`. x_start: a starting level (N, *network_shape) at start_step (editing); default x_T ~ N(0, I)."""
+        `to_data_space`. x_start: a starting level (N, *network_shape) at start_step (editing); default x_T ~ N(0, I).
+        labels: (N,) classes of a conditional model (default: sample i has class i mod num_classes)."""
+        labels = self.default_labels(num_samples, labels)
         generator = self.generator_ema if use_ema else self.generator
         if x_start is None:
             x_start = randn((num_samples, *self.network_shape), torch.empty((), device=self.device), rng)
         out = sample(generator, self.schedule, self.memory_format(x_start), nz=self.hparams.nz, start_step=start_step,
-                     rng=rng, return_chain=return_chain)
+                     rng=rng, return_chain=return_chain, labels=labels)
         if not return_chain:
             return self.to_data_space(out)
         x_0, levels, predictions = out

@@ -49,6 +49,7 @@ def sample(
     start_step: int | None = None,
     rng: RandomSource = None,
     return_chain: bool = False,
+    labels: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
     """DDGAN sampling: x_{t} ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z)), t = start_step-1 … 0, fresh z each step.
 
@@ -57,14 +58,16 @@ def sample(
             or a diffused input for editing from an intermediate level start_step.
         rng: draws z and the posterior noise (on x_T's device), for reproducible samples.
         return_chain: also return the levels [x_start, …, x_0] and the x_0 predictions of each step.
+        labels: (N,) long class labels for a class-conditional G(x, t, z, y) (None: an unconditional G).
     """
+    conditioning = {} if labels is None else {"y": labels}
     x = x_T
     start_step = schedule.num_timesteps if start_step is None else start_step
     levels, predictions = [x], []
     for t in reversed(range(start_step)):  # x is at level t + 1
         t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         z = randn((x.shape[0], nz), x, rng)
-        x0_pred = generator(x, t_batch, z).to(x.dtype)  # under autocast G gives bf16: the posterior stays fp32
+        x0_pred = generator(x, t_batch, z, **conditioning).to(x.dtype)  # under autocast G gives bf16: the posterior stays fp32
         x = schedule.sample_posterior(x0_pred, x, t_batch, noise=randn(x.shape, x, rng))  # level t
         levels.append(x)
         predictions.append(x0_pred)
@@ -95,8 +98,19 @@ def cuda_graphed(fn: Callable[[], Tensor], warmup: int = 3) -> Callable[[], Tens
     return replay
 
 
-def draw_samples(model, indices: Sequence[int], *, seed: int, use_ema: bool = True, precision: str = "32") -> Tensor:
+def index_labels(indices: Sequence[int], num_classes: int) -> Tensor | None:
+    """The classes of sample indices `indices` when none are asked for: sample i has class i mod num_classes (every
+    class equally often); None for an unconditional model (num_classes = 0)."""
+    return torch.as_tensor(list(indices), dtype=torch.long) % num_classes if num_classes else None
+
+
+def draw_samples(model, indices: Sequence[int], *, seed: int, use_ema: bool = True, precision: str = "32",
+                 labels: Tensor | None = None) -> Tensor:
     """Samples of a DDGAN for the sample indices `indices`, sample i depending only on (seed, i) (not on the batch it
-    is drawn in); precision="bf16": the generator runs under bf16 autocast."""
+    is drawn in); labels: their classes (conditional models; default index_labels); precision="bf16": the generator
+    runs under bf16 autocast."""
+    if labels is None:
+        labels = index_labels(indices, getattr(model, "num_classes", 0))
     with autocast(model.device, precision):
-        return model.sample(len(indices), rng=PerSampleGenerator(seed, list(indices), model.device), use_ema=use_ema)
+        return model.sample(len(indices), rng=PerSampleGenerator(seed, list(indices), model.device), use_ema=use_ema,
+                            labels=labels)

@@ -34,10 +34,12 @@ def is_image_model(model) -> bool:
 
 # ---- the denoising chain ----------------------------------------------------------------------------------
 @torch.no_grad()
-def denoising_chain(model, num_samples: int, *, seed: int) -> tuple[list[Tensor], list[Tensor]]:
-    """Levels [x_T, …, x_0] and predictions [x̂_0 from x_T, …, x̂_0 from x_1] of num_samples EMA samples (CPU)."""
+def denoising_chain(model, num_samples: int, *, seed: int, class_label: int | None = None) -> tuple[list[Tensor], list[Tensor]]:
+    """Levels [x_T, …, x_0] and predictions [x̂_0 from x_T, …, x̂_0 from x_1] of num_samples EMA samples (CPU); a
+    conditional model's samples are of class `class_label` (default: sample i of class i mod num_classes)."""
     rng = torch.Generator(device=model.device).manual_seed(seed)
-    _, levels, predictions = model.sample(num_samples, rng=rng, return_chain=True)
+    _, levels, predictions = model.sample(num_samples, rng=rng, return_chain=True,
+                                          labels=class_labels(model, num_samples, class_label))
     return [x.float().cpu() for x in levels], [x.float().cpu() for x in predictions]
 
 
@@ -151,6 +153,14 @@ def slerp(z_a: Tensor, z_b: Tensor, alpha: Tensor) -> Tensor:
     return torch.where(sin_theta > 1e-6, spherical, linear)
 
 
+def class_labels(model, num_samples: int, class_label: int | None) -> Tensor | None:
+    """num_samples labels: all `class_label` (checked), else None (the model's default: sample i of class
+    i mod num_classes; none for an unconditional model)."""
+    if class_label is None:
+        return None
+    return torch.full((num_samples,), model.check_class_label(class_label), dtype=torch.long)
+
+
 class ReplayedNoise(NoiseSource):
     """A random source for `sample` that hands out given tensors in order of request.
 
@@ -169,8 +179,10 @@ class ReplayedNoise(NoiseSource):
 
 
 @torch.no_grad()
-def latent_interpolation(model, num_rows: int, num_steps: int, *, seed: int, shared_z: bool = False) -> Tensor:
-    """(num_rows, num_steps, *sample_shape) samples: per row one x_T and posterior noise, z slerped from z_a to z_b."""
+def latent_interpolation(model, num_rows: int, num_steps: int, *, seed: int, shared_z: bool = False,
+                         class_label: int | None = None) -> Tensor:
+    """(num_rows, num_steps, *sample_shape) samples: per row one x_T and posterior noise, z slerped from z_a to z_b;
+    a conditional model's rows are of class `class_label` (default: row r of class r mod num_classes)."""
     device, nz, num_timesteps = model.device, model.hparams.nz, model.schedule.num_timesteps
     rng = torch.Generator(device=device).manual_seed(seed)
     shape = tuple(model.network_shape)  # the sampler's draws are in the networks' space
@@ -183,7 +195,9 @@ def latent_interpolation(model, num_rows: int, num_steps: int, *, seed: int, sha
         draws.append(slerp(z_a, z_b, alpha).reshape(num_rows * num_steps, nz))
         noise = torch.randn((num_rows, *shape), device=device, generator=rng)
         draws.append(noise.repeat_interleave(num_steps, dim=0))
-    x = model.sample(num_rows * num_steps, x_start=x_T.repeat_interleave(num_steps, dim=0), rng=ReplayedNoise(draws))
+    labels = class_labels(model, num_rows, class_label)
+    x = model.sample(num_rows * num_steps, x_start=x_T.repeat_interleave(num_steps, dim=0), rng=ReplayedNoise(draws),
+                     labels=labels.repeat_interleave(num_steps) if labels is not None else None)
     return x.reshape(num_rows, num_steps, *model.sample_shape).float().cpu()
 
 
@@ -220,6 +234,7 @@ def visualize(
     shared_z: bool = False,  # interpolation: one z for every step instead of per-step endpoints
     centers: Tensor | None = None,  # 2-D models: mode centers in the networks' units, drawn as red crosses
     gif: bool = True,  # also write the chain as an animated GIF
+    class_label: int | None = None,  # class-conditional models: every sample of this class (None: row i of class i mod K)
 ) -> dict[str, Path]:
     """Write {prefix}chain.png, {prefix}chain.gif and {prefix}interpolation.png; returns them by name."""
     output_dir = Path(output_dir)
@@ -229,8 +244,9 @@ def visualize(
     files = {"chain": output_dir / f"{prefix}chain.png", "interpolation": output_dir / f"{prefix}interpolation.png"}
     if gif:
         files["chain_gif"] = output_dir / f"{prefix}chain.gif"
-    levels, predictions = denoising_chain(model, num_samples, seed=seed)
-    interpolation = latent_interpolation(model, num_rows if images else max(num_rows, 64), num_steps, seed=seed, shared_z=shared_z)
+    levels, predictions = denoising_chain(model, num_samples, seed=seed, class_label=class_label)
+    interpolation = latent_interpolation(model, num_rows if images else max(num_rows, 64), num_steps, seed=seed,
+                                         shared_z=shared_z, class_label=class_label)
     if images:
         save_chain_grid(levels, predictions, files["chain"])
         save_interpolation_grid(interpolation, files["interpolation"])

@@ -58,7 +58,7 @@ class GenerativeMetrics(L.Callback):
                              "trainer.fit(model, datamodule=...)")
         quality, _ = build_sample_quality(
             self.settings, sample_shape=tuple(module.sample_shape), device=module.device, run_dir=self.output_dir,
-            train_missing_classifier=True, datamodule=trainer.datamodule,
+            train_missing_classifier=True, datamodule=trainer.datamodule, num_classes=getattr(module, "num_classes", 0),
             once=lambda name, make: rank_zero_first(trainer, name, make))
         return quality
 

@@ -26,8 +26,10 @@ class MixtureEvaluation(L.Callback):
     def evaluate(self, trainer: L.Trainer, module, plot_name: str) -> dict:
         data = trainer.datamodule
         rng = torch.Generator(device=module.device).manual_seed(self.seed)
-        samples = data.mixture.from_network(module.sample(self.num_samples, rng=rng).float().cpu())  # the mixture's units
-        metrics = mixture_metrics(samples, data.centers, data.std)
+        labels = module.default_labels(self.num_samples, None)  # a conditional model: sample i of mode i mod K
+        samples = data.mixture.from_network(module.sample(self.num_samples, rng=rng, labels=labels).float().cpu())
+        metrics = mixture_metrics(samples, data.centers, data.std,  # in the mixture's units
+                                  labels=labels.cpu() if labels is not None else None)
         if trainer.is_global_zero:
             record_evaluation(self.output_dir, metrics | {"epoch": trainer.current_epoch, "iteration": module.iteration})
             title = f"T={module.schedule.num_timesteps}, iteration {module.iteration}: {metrics['modes_covered']}/{metrics['num_modes']} modes, {metrics['high_quality_fraction']:.1%} high quality"

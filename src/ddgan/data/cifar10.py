@@ -48,3 +48,6 @@ class CIFAR10DataModule(ImageDataModule):
         cifar = load_cifar10_train(self.data_dir, download=False)
         images = torch.from_numpy(cifar.data).permute(0, 3, 1, 2).contiguous()  # (50000, 3, 32, 32) uint8
         return UInt8ImageDataset(images, torch.tensor(cifar.targets))
+
+    def dataset_classes(self) -> int:
+        return 10

@@ -37,6 +37,22 @@ class ImageSettings(TypedDict, total=False):
     prefetch_factor: int | None  # batches loaded ahead per worker (None: torch default; needs workers)
     hflip: bool  # random horizontal flip
     seed: int  # seeds the dataset contents (where drawn) and the loader's shuffle generator
+    conditional: bool  # the model is class-conditional: labels must be the data's classes 0..num_classes-1
+    num_classes: int | None  # the data config's class count (checked against the data when conditional)
+
+
+def check_num_classes(conditional: bool, declared: int | None, found: int | None, what: str) -> int:
+    """The classes a conditional model gets (0 when not conditional); DataError when the data has no labels or a
+    data config declares another count (data.num_classes)."""
+    if not conditional:
+        return 0
+    if not found:
+        raise DataError(f"data.conditional=true but {what} has no class labels; use labelled data (for a folder: one "
+                        "subfolder per class) or set data.conditional=false")
+    if declared is not None and int(declared) != found:
+        raise DataError(f"data.num_classes={declared} does not match the data: {what} has {found} classes; set "
+                        f"data.num_classes={found}")
+    return found
 
 
 def check_sample_shape(declared: Sequence[int] | None, produced: list[int], what: str) -> list[int]:
@@ -52,6 +68,8 @@ class ImageDataModule(L.LightningDataModule):
 
     The train loader yields (images (N, C, H, W) float32 in [-1, 1], labels (N,) long, -1 where none); `sample_shape`
     is [C, H, W] (the data config declares it too, for the model; a declared shape that differs raises DataError).
+    With `conditional`, the labels are the classes a class-conditional model trains on: setup() checks that the data
+    has `num_classes` of them (`dataset_classes`), and `model_classes` is that count (0 when not conditional).
     Its sampler is a DistributedSampler (ResumableShuffle) over this rank's shard, so Lightning keeps it under DDP.
     """
 
@@ -68,9 +86,14 @@ class ImageDataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         hflip: bool = False,
         seed: int = 0,
+        conditional: bool = False,
+        num_classes: int | None = None,
     ) -> None:  # the settings after image_size and num_channels: see ImageSettings
         super().__init__()
-        self.save_hyperparameters(logger=False, ignore=["sample_shape"])  # the content settings (see reference_name)
+        # the content settings (see reference_name); labels do not change the images
+        self.save_hyperparameters(logger=False, ignore=["sample_shape", "conditional", "num_classes"])
+        self.conditional = conditional
+        self.num_classes = num_classes
         self.image_size = image_size
         self.sample_shape = check_sample_shape(sample_shape, [num_channels, image_size, image_size], type(self).__name__)
         self.batch_size_per_device = batch_size_per_device
@@ -86,6 +109,16 @@ class ImageDataModule(L.LightningDataModule):
         """The un-flipped train set of (image (C, H, W) float32 in [-1, 1], int label); called once in setup()."""
         raise NotImplementedError
 
+    def dataset_classes(self) -> int | None:
+        """How many classes the train set's labels have (labels 0..n-1; known before it is built); None: no labels."""
+        return None
+
+    @property
+    def model_classes(self) -> int:
+        """The num_classes of the model this data trains: the data's classes when conditional, else 0 (DataError
+        when conditional data has no labels or not data.num_classes of them)."""
+        return check_num_classes(self.conditional, self.num_classes, self.dataset_classes(), self.describe())
+
     def describe(self) -> str:
         """What the data is, for messages (folders name their path)."""
         return type(self).__name__
@@ -96,6 +129,7 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_dataset is None:
             dataset = self.build_train_dataset()
             self.train_dataset = RandomHorizontalFlip(dataset) if self.hflip else dataset
+            check_num_classes(self.conditional, self.num_classes, self.dataset_classes(), self.describe())
         world_size = world_size or (self.trainer.world_size if self.trainer is not None else 1)
         count, batch = len(self.train_dataset), self.batch_size_per_device
         if count // world_size < batch:

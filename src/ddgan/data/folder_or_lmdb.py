@@ -46,6 +46,12 @@ class FolderOrLMDBDataModule(ImageFolderDataModule):
         return LMDBImageDataset(self.data_dir, image_size=self.image_size, allow_upscale=self.allow_upscale,
                                 max_images=self.max_images)
 
+    def dataset_classes(self) -> int | None:
+        """Folders: the class subfolders; LMDBs store no labels (None)."""
+        if not self.conditional or self.resolved_format() == "lmdb":
+            return None
+        return super().dataset_classes()
+
 
 # The names of these data sets' datamodules before they became data configs alone (configs stored in checkpoints
 # name them; the resolved stored config gives every setting)

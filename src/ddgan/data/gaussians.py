@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.ddgan.mixture import GRID_25, Mixture, validate_centers
 
-from .datamodule import check_sample_shape
+from .datamodule import check_num_classes, check_sample_shape
 
 log = logging.getLogger(__name__)
 COORDINATE_STD_TOLERANCE = 0.01  # relative: data.coordinate_std is written rounded (2.83 for the 5×5 grid's 2.8289)
@@ -32,7 +32,8 @@ class MixtureBatches(Dataset):
 class GaussianMixtureDataModule(L.LightningDataModule):
     """Equal-weight mixture of isotropic Gaussians; the networks see the points multiplied by `scale`.
 
-    Metrics are reported in the mixture's own units: `mixture` (a Mixture) applies and undoes the scale.
+    Metrics are reported in the mixture's own units: `mixture` (a Mixture) applies and undoes the scale. Batches are
+    (points, mode index); with `conditional` the mode index is the class of a class-conditional model.
     """
 
     def __init__(
@@ -45,6 +46,8 @@ class GaussianMixtureDataModule(L.LightningDataModule):
         seed: int = 0,  # base seed of the sample stream (rank is added under DDP)
         sample_shape: Sequence[int] | None = None,  # the data config's [2], checked against the centers
         coordinate_std: float | None = None,  # the data config's per-coordinate std (the networks': x scale), checked
+        conditional: bool = False,  # the model is class-conditional on the mode index
+        num_classes: int | None = None,  # the data config's class count (checked against the centers when conditional)
     ):
         super().__init__()
         self.centers = validate_centers(GRID_25 if centers is None else centers)
@@ -60,6 +63,8 @@ class GaussianMixtureDataModule(L.LightningDataModule):
         if coordinate_std is not None and abs(coordinate_std - exact) > COORDINATE_STD_TOLERANCE * exact:
             log.warning(f"data.coordinate_std={coordinate_std} but these centers and std give {exact:.3g}: the toy "
                         f"generator's linear-denoiser skip assumes the first; set data.coordinate_std={exact:.3g}")
+        self.model_classes = check_num_classes(conditional, num_classes, len(self.centers),
+                                               f"the mixture of {len(self.centers)} modes")
         self.dataset: MixtureBatches | None = None
         self._restored_rng_state: torch.Tensor | None = None
 

@@ -1,4 +1,6 @@
-"""Any folder tree of images at image_size x image_size (with resize: shorter side resized + center crop), labels -1.
+"""Any folder tree of images at image_size x image_size (with resize: shorter side resized + center crop), labels -1;
+with conditional=true, torchvision's ImageFolder layout: every subfolder of data_dir is a class (sorted names give
+labels 0..n-1) and its images (searched recursively) carry its label.
 
 Bad files are found when the datamodule is set up, before training (src.train sets it up before it builds the
 model): every file's header is read (cheap: no pixel decoding), so unreadable files, images of another size
@@ -60,12 +62,18 @@ def scan_image_folder(root: Path, image_size: int, *, skip_bad_images: bool, all
     return scan
 
 
+def class_folders(root: Path) -> list[Path]:
+    """The class subfolders of `root` in label order (sorted names; hidden ones skipped); [] if root is no folder."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
 class ImageFolderDataset(Dataset):
-    """Items (image (3, S, S) float32 in [-1, 1], -1) from image files, S = image_size."""
+    """Items (image (3, S, S) float32 in [-1, 1], label) from image files, S = image_size; labels -1 unless given."""
 
     def __init__(self, files: list[Path], *, image_size: int, allow_upscale: bool = False,
-                 skip_bad_images: bool = False) -> None:
+                 skip_bad_images: bool = False, labels: list[int] | None = None) -> None:
         self.files = files
+        self.labels = labels
         self.image_size = image_size
         self.allow_upscale = allow_upscale
         self.skip_bad_images = skip_bad_images
@@ -82,7 +90,8 @@ class ImageFolderDataset(Dataset):
         retries = MAX_LOAD_RETRIES if self.skip_bad_images else 0
         for offset in range(min(retries, len(self.files) - 1) + 1):
             try:
-                return self.load(self.files[(index + offset) % len(self.files)]), NO_LABEL
+                item = (index + offset) % len(self.files)
+                return self.load(self.files[item]), NO_LABEL if self.labels is None else self.labels[item]
             except DataError as error:
                 if not self.skip_bad_images:
                     raise
@@ -128,15 +137,38 @@ class ImageFolderDataModule(ImageDataModule):
     def prepare_data(self) -> None:
         self.check_data_dir()
 
+    def dataset_classes(self) -> int | None:
+        """conditional: the number of class subfolders of data_dir (None: no labels)."""
+        return len(class_folders(self.data_dir)) or None if self.conditional else None
+
+    def scan(self, root: Path, max_images: int | None) -> FolderScan:
+        return scan_image_folder(root, self.image_size, skip_bad_images=self.skip_bad_images,
+                                 allow_upscale=self.allow_upscale, max_images=max_images, resize=self.resize)
+
     def build_folder_dataset(self) -> ImageFolderDataset:
-        """Scan data_dir as a folder of images (see the module docstring for when files are checked)."""
+        """Scan data_dir as a folder of images (see the module docstring for when files are checked); conditional:
+        each class subfolder, every one of which must hold images."""
         if not self.data_dir.is_dir():
             raise DataError(f"data dir {self.data_dir} is not a folder; point data.data_dir at a folder of images")
-        scan = scan_image_folder(self.data_dir, self.image_size, skip_bad_images=self.skip_bad_images,
-                                 allow_upscale=self.allow_upscale, max_images=self.max_images, resize=self.resize)
+        if not self.conditional:
+            scan, labels = self.scan(self.data_dir, self.max_images), None
+        else:
+            scan, labels = FolderScan(files=[]), []
+            for label, folder in enumerate(class_folders(self.data_dir)):
+                if not list_image_files(folder):
+                    raise DataError(f"data.data_dir={self.data_dir}: class subfolder {folder.name!r} holds no image "
+                                    f"files; with data.conditional=true every subfolder of data_dir is a class: add "
+                                    "images to it or remove it")
+                left = None if self.max_images is None else self.max_images - len(scan.files)
+                if left == 0:
+                    break
+                found = self.scan(folder, left)
+                scan.files += found.files
+                scan.skipped += found.skipped
+                labels += [label] * len(found.files)
         self.skipped_images = scan.skipped
         return ImageFolderDataset(scan.files, image_size=self.image_size, allow_upscale=self.allow_upscale,
-                                  skip_bad_images=self.skip_bad_images)
+                                  skip_bad_images=self.skip_bad_images, labels=labels)
 
     def build_train_dataset(self) -> Dataset:
         self.check_data_dir()

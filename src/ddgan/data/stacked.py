@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Unpack
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from .datamodule import ImageDataModule, ImageSettings
 from .digits import load_digit_images
@@ -17,6 +17,7 @@ from .mnist import load_mnist
 from .tensors import uint8_to_model_range
 
 MODE_WEIGHTS = torch.tensor([100, 10, 1])  # label = 100a + 10b + c over the (R, G, B) digit labels
+NUM_STACKED_CLASSES = 1000  # the labels 100a + 10b + c
 
 
 def draw_digit_triples(num_digits: int, num_images: int, seed: int) -> torch.Tensor:
@@ -77,6 +78,9 @@ class StackedMNISTDataModule(ImageDataModule):
         digits, labels = load_mnist(self.data_dir, download=False)
         return StackedDigitsDataset(digits, labels, num_images=self.num_images, seed=self.seed)
 
+    def dataset_classes(self) -> int:
+        return NUM_STACKED_CLASSES
+
 
 class StackedDigitsDataModule(ImageDataModule):
     """Offline 1000-mode set: three scikit-learn digits as RGB, upsampled to image_size; no download, no data_dir."""
@@ -94,3 +98,26 @@ class StackedDigitsDataModule(ImageDataModule):
     def build_train_dataset(self) -> StackedDigitsDataset:
         digits, labels = load_digit_images(self.image_size)  # (1797, 1, R, R) in [-1, 1]
         return StackedDigitsDataset(digits[:, 0], labels, num_images=self.num_images, seed=self.seed)
+
+    def dataset_classes(self) -> int:
+        return NUM_STACKED_CLASSES
+
+
+class DigitsDataModule(ImageDataModule):
+    """Offline 10-class set: scikit-learn's 1,797 digits (labels 0..9), upsampled to image_size, grey (num_channels
+    1) or repeated as RGB (3); no download, no data_dir."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 32,  # digits are upsampled (bilinear) from 8x8 to this
+        **settings: Unpack[ImageSettings],  # num_channels (1 grey, 3 RGB), sample_shape, loader settings, seed
+    ) -> None:
+        super().__init__(image_size=image_size, **settings)
+
+    def build_train_dataset(self) -> TensorDataset:
+        digits, labels = load_digit_images(self.image_size)  # (1797, 1, R, R) in [-1, 1]
+        return TensorDataset(digits.expand(-1, self.sample_shape[0], -1, -1).contiguous(), labels)
+
+    def dataset_classes(self) -> int:
+        return 10

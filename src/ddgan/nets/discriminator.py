@@ -6,6 +6,8 @@ it to 4x4, then minibatch standard deviation, a 3x3 conv, sum pooling over posit
 
 SmallDiscriminator: 32 px (CIFAR-10, StackedMNIST); one full-resolution block then three down blocks.
 LargeDiscriminator: 256 px (CelebA-HQ, LSUN); six down blocks.
+Class-conditional (num_classes > 0): a projection discriminator (Miyato & Koyama 2018), logits = head(φ) + ⟨embed(y), φ⟩
+with φ the sum-pooled features; with num_classes = 0 the network is the unconditional one.
 `num_layers` (WaveDiff's depth option) keeps only the first blocks: WaveDiff's CIFAR-10 D has 3, its CelebA-HQ 256 D 5.
 Blocks are named by the resolution they output: `blocks["32x32"]`, `blocks["16x16_down"]`, ...
 """
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.ddgan.nets.layers import TimeEmbedding, conv2d, linear, skip_sum
+from src.ddgan.nets.layers import TimeEmbedding, check_labels, conv2d, linear, skip_sum
 from src.ddgan.nets.resample import FIR_TAPS, FIRDownsample
 
 
@@ -69,7 +71,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, *, image_size: int, image_channels: int, base_channels: int, t_emb_dim: int,
                  stage_mult: Sequence[int], first_block_downsamples: bool, final_conv_init_scale: float,
-                 negative_slope: float, stddev_group: int, fir_taps: Sequence[int], patch_size: int = 1):
+                 negative_slope: float, stddev_group: int, fir_taps: Sequence[int], patch_size: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         if patch_size < 1 or image_size % patch_size:
             raise ValueError(f"patch_size={patch_size!r} must be >= 1 and divide image_size={image_size}")
@@ -92,9 +95,16 @@ class Discriminator(nn.Module):
                                           negative_slope=negative_slope, fir_taps=fir_taps)
         self.final_conv = conv2d(channels[-1] + 1, channels[-1], 3, init_scale=final_conv_init_scale, fan="fan_out")
         self.head = linear(channels[-1], 1, fan="fan_out")
+        self.num_classes = num_classes
+        if num_classes:  # one vector per class, of the linear head's scale
+            self.class_projection = nn.Embedding(num_classes, channels[-1])
+            nn.init.normal_(self.class_projection.weight, std=channels[-1] ** -0.5)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_tp1: torch.Tensor) -> torch.Tensor:
-        """x_t, x_tp1: (N, C, H, W) the pair at levels t and t+1; t: (N,) long -> logits (N, 1)."""
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_tp1: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t, x_tp1: (N, C, H, W) the pair at levels t and t+1; t: (N,) long; y: (N,) long class labels
+        (conditional networks only) -> logits (N, 1)."""
+        check_labels(y, self.num_classes, "the discriminator")
         t_emb = F.leaky_relu(self.time_embed(t), self.negative_slope)
         pair = torch.cat([x_t, x_tp1], dim=1)
         if self.patch_size > 1:  # each image's p x p patches as channels, then the two images side by side
@@ -103,8 +113,14 @@ class Discriminator(nn.Module):
         for block in self.blocks.values():
             h = block(h, t_emb)
         h = minibatch_stddev(h, self.stddev_group)
-        h = F.leaky_relu(self.final_conv(h), self.negative_slope)
-        return self.head(h.sum(dim=(2, 3)))
+        pooled = F.leaky_relu(self.final_conv(h), self.negative_slope).sum(dim=(2, 3))
+        logits = self.head(pooled)
+        return logits if y is None else logits + projection(self.class_projection(y), pooled)
+
+
+def projection(class_vectors: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """The projection discriminator's class term ⟨embed(y), φ(x)⟩ per sample: (N, F), (N, F) -> (N, 1)."""
+    return (class_vectors * features).sum(dim=1, keepdim=True)
 
 
 def _stages(stage_mult: Sequence[int], num_layers: int, *, min_layers: int) -> tuple[int, ...]:
@@ -130,11 +146,12 @@ class SmallDiscriminator(Discriminator):
         fir_taps: Sequence[int] = FIR_TAPS,  # 1-D FIR downsampling filter
         patch_size: int = 1,               # > 1: p x p patches as channels (pixel_unshuffle; p^2 less area)
         num_layers: int = 4,               # residual blocks, 3 or 4 (WaveDiff's --num_disc_layers; 3 drops 8 -> 4)
+        num_classes: int = 0,              # > 0: projection D(x_t, t, x_{t+1}, y), y in 0..num_classes-1
     ):
         super().__init__(image_size=image_size, image_channels=image_channels, base_channels=base_channels,
                          t_emb_dim=t_emb_dim, stage_mult=_stages((2, 2, 4, 8, 8), num_layers, min_layers=3),
                          first_block_downsamples=False, final_conv_init_scale=0.0, negative_slope=negative_slope,
-                         stddev_group=stddev_group, fir_taps=fir_taps, patch_size=patch_size)
+                         stddev_group=stddev_group, fir_taps=fir_taps, patch_size=patch_size, num_classes=num_classes)
 
 
 class LargeDiscriminator(Discriminator):
@@ -152,8 +169,9 @@ class LargeDiscriminator(Discriminator):
         fir_taps: Sequence[int] = FIR_TAPS,  # 1-D FIR downsampling filter
         patch_size: int = 1,               # > 1: p x p patches as channels (pixel_unshuffle; p^2 less area)
         num_layers: int = 6,               # down blocks, 3 to 6 (WaveDiff's --num_disc_layers; the last ones go)
+        num_classes: int = 0,              # > 0: projection D(x_t, t, x_{t+1}, y), y in 0..num_classes-1
     ):
         super().__init__(image_size=image_size, image_channels=image_channels, base_channels=base_channels,
                          t_emb_dim=t_emb_dim, stage_mult=_stages((2, 4, 8, 8, 8, 8, 8), num_layers, min_layers=3),
                          first_block_downsamples=True, final_conv_init_scale=1.0, negative_slope=negative_slope,
-                         stddev_group=stddev_group, fir_taps=fir_taps, patch_size=patch_size)
+                         stddev_group=stddev_group, fir_taps=fir_taps, patch_size=patch_size, num_classes=num_classes)

@@ -128,18 +128,36 @@ class PixelNorm(nn.Module):
         return z / torch.sqrt(torch.mean(z ** 2, dim=1, keepdim=True) + 1e-8)
 
 
-class MappingNetwork(nn.Module):
-    """StyleGAN-like mapping z -> w: PixelNorm, then 1 + n_mlp Linear-SiLU layers of width z_emb_dim."""
+def check_labels(y: torch.Tensor | None, num_classes: int, network: str) -> None:
+    """ValueError unless a conditional network (num_classes > 0) gets labels y and an unconditional one gets none."""
+    if num_classes and y is None:
+        raise ValueError(f"{network} is class-conditional (num_classes={num_classes}): give it class labels y")
+    if not num_classes and y is not None:
+        raise ValueError(f"{network} is unconditional (num_classes=0): it takes no class labels")
 
-    def __init__(self, nz: int, z_emb_dim: int, n_mlp: int):
+
+class MappingNetwork(nn.Module):
+    """StyleGAN-like mapping z -> w: PixelNorm, then 1 + n_mlp Linear-SiLU layers of width z_emb_dim.
+
+    Class-conditional (num_classes > 0), as StyleGAN2-ADA's mapping: a learned embedding of the label y (nz wide) is
+    PixelNormed like z and concatenated with it, so the first layer sees [z, embed(y)] (2 nz) and the class reaches
+    every AdaGN through w. With num_classes = 0 the network and its parameters are the unconditional ones."""
+
+    def __init__(self, nz: int, z_emb_dim: int, n_mlp: int, num_classes: int = 0):
         super().__init__()
         self.norm = PixelNorm()
-        dims = [nz] + [z_emb_dim] * (n_mlp + 1)
+        self.num_classes = num_classes
+        if num_classes:
+            self.class_embed = nn.Embedding(num_classes, nz)
+        dims = [nz * (2 if num_classes else 1)] + [z_emb_dim] * (n_mlp + 1)
         self.layers = nn.ModuleList(linear(i, o, fan="fan_out") for i, o in itertools.pairwise(dims))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (N, nz) -> (N, z_emb_dim)."""
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z: (N, nz), y: (N,) long class labels (conditional only) -> (N, z_emb_dim)."""
+        check_labels(y, self.num_classes, "the generator")
         h = self.norm(z)
+        if y is not None:
+            h = torch.cat([h, self.norm(self.class_embed(y))], dim=1)
         for layer in self.layers:
             h = F.silu(layer(h))
         return h

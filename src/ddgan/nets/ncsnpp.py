@@ -3,6 +3,8 @@
 A U-Net of BigGAN residual blocks (FIR resampling, skip sums scaled by 1/sqrt 2) conditioned on
   - the step t: sinusoidal (or Fourier) embedding -> MLP -> a per-channel bias in every block;
   - the latent z: PixelNorm -> mapping MLP -> AdaGN scale and shift in every block;
+  - class-conditional (num_classes > 0): the label y's learned embedding joins z at the mapping MLP's input
+    (layers.MappingNetwork), so it drives AdaGN too;
 with self-attention at `attn_resolutions` and in the middle, an input pyramid (the image, FIR-downsampled
 and convolved, added after every downsampling block) and a tanh output predicting x_0.
 
@@ -50,11 +52,13 @@ class NCSNpp(nn.Module):
                                                     # on a [0, 1] scale and is mapped by 2x - 1 first
         patch_size: int = 1,                        # > 1: the U-Net works on p x p patches as channels
                                                     # (pixel_unshuffle in, pixel_shuffle out; p^2 less area)
+        num_classes: int = 0,                       # > 0: class-conditional G(x, t, z, y), y in 0..num_classes-1
     ):
         super().__init__()
         if patch_size < 1 or image_size % patch_size:
             raise ValueError(f"patch_size={patch_size!r} must be >= 1 and divide image_size={image_size}")
         self.nz = nz
+        self.num_classes = num_classes
         self.patch_size = patch_size
         image_size, image_channels = image_size // patch_size, image_channels * patch_size**2
         self.resolutions = tuple(image_size // 2 ** i for i in range(len(channel_mult)))
@@ -110,11 +114,13 @@ class NCSNpp(nn.Module):
 
         self.norm_out = nn.GroupNorm(num_groups(ch), ch, eps=1e-6)
         self.conv_out = conv2d(ch, image_channels, 3, init_scale=0.0)
-        self.mapping = MappingNetwork(nz, z_emb_dim, n_mlp)
+        self.mapping = MappingNetwork(nz, z_emb_dim, n_mlp, num_classes)
 
-    def forward(self, x_tp1: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """x_tp1: (N, C, H, W) noisy image at level t+1; t: (N,) long pair index; z: (N, nz) -> x0_pred (N, C, H, W)."""
-        z_emb = self.mapping(z)
+    def forward(self, x_tp1: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """x_tp1: (N, C, H, W) noisy image at level t+1; t: (N,) long pair index; z: (N, nz); y: (N,) long class
+        labels (conditional networks only) -> x0_pred (N, C, H, W)."""
+        z_emb = self.mapping(z, y)
         t_emb = F.silu(self.time_embed(t))                 # SiLU once here instead of inside every block
         x = x_tp1 if self.centered else 2 * x_tp1 - 1
         if self.patch_size > 1:

@@ -5,6 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from src.ddgan.diffusion import VPSchedule
+from src.ddgan.nets.discriminator import projection
+from src.ddgan.nets.layers import check_labels
 
 
 class FourierFeatures(nn.Module):
@@ -50,7 +52,8 @@ class ToyGenerator(nn.Module):
 
     The skip c_t x_{t+1} (learned, one scalar per t) starts at the best linear denoiser when `schedule` and
     `data_std` are given (the MLP then only learns the non-linear residual, as in EDM's preconditioning);
-    otherwise it starts at 0.
+    otherwise it starts at 0. Class-conditional (num_classes > 0): a learned embedding of the label y (the mixture's
+    mode index) joins the MLP's input.
     """
 
     def __init__(
@@ -65,12 +68,17 @@ class ToyGenerator(nn.Module):
         fourier_base_frequency: float = 0.3,  # f_0 of the Fourier features (cycles per unit)
         schedule: VPSchedule | None = None,  # with data_std: the skip starts at the best linear denoiser
         data_std: float | None = None,  # per-coordinate std of the data the networks see
+        num_classes: int = 0,  # > 0: class-conditional G(x, t, z, y), y in 0..num_classes-1
     ):
         super().__init__()
         self.nz = nz
+        self.num_classes = num_classes
         self.features = FourierFeatures(num_fourier_frequencies, fourier_base_frequency)
         self.time_embedding = nn.Embedding(num_timesteps, time_embedding_dim)
-        self.net = mlp(self.features.output_dim(data_dim) + time_embedding_dim + nz, hidden_dim, num_hidden_layers, data_dim, nn.SiLU)
+        if num_classes:
+            self.class_embedding = nn.Embedding(num_classes, time_embedding_dim)
+        input_dim = self.features.output_dim(data_dim) + time_embedding_dim * (2 if num_classes else 1) + nz
+        self.net = mlp(input_dim, hidden_dim, num_hidden_layers, data_dim, nn.SiLU)
         if schedule is not None and data_std is not None:
             if schedule.num_timesteps != num_timesteps:
                 raise ValueError(f"generator num_timesteps={num_timesteps} differs from the schedule's T={schedule.num_timesteps}.")
@@ -79,13 +87,18 @@ class ToyGenerator(nn.Module):
             skip = torch.zeros(num_timesteps)
         self.skip = nn.Parameter(skip)
 
-    def forward(self, x_tp1: Tensor, t: Tensor, z: Tensor) -> Tensor:
-        residual = self.net(torch.cat([self.features(x_tp1), self.time_embedding(t), z], dim=1))
+    def forward(self, x_tp1: Tensor, t: Tensor, z: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(y, self.num_classes, "the generator")
+        labels = [] if y is None else [self.class_embedding(y)]
+        residual = self.net(torch.cat([self.features(x_tp1), self.time_embedding(t), *labels, z], dim=1))
         return self.skip[t].unsqueeze(1) * x_tp1 + residual
 
 
 class ToyDiscriminator(nn.Module):
-    """D(x_t, t, x_{t+1}) -> logits (N, 1), an MLP on [features(x_t), features(x_{t+1}), embedding(t)]."""
+    """D(x_t, t, x_{t+1}) -> logits (N, 1), an MLP on [features(x_t), features(x_{t+1}), embedding(t)].
+
+    Class-conditional (num_classes > 0): a projection discriminator on the last hidden layer's features,
+    logits += ⟨embed(y), φ⟩ (y: the mixture's mode index)."""
 
     def __init__(
         self,
@@ -96,12 +109,22 @@ class ToyDiscriminator(nn.Module):
         time_embedding_dim: int = 32,  # learned embedding of the pair index t
         num_fourier_frequencies: int = 0,  # Fourier features of x_t and x_{t+1}; 0 = raw coordinates
         fourier_base_frequency: float = 0.3,  # f_0 of the Fourier features (cycles per unit)
+        num_classes: int = 0,  # > 0: projection D(x_t, t, x_{t+1}, y), y in 0..num_classes-1
     ):
         super().__init__()
+        self.num_classes = num_classes
         self.features = FourierFeatures(num_fourier_frequencies, fourier_base_frequency)
         self.time_embedding = nn.Embedding(num_timesteps, time_embedding_dim)
         input_dim = 2 * self.features.output_dim(data_dim) + time_embedding_dim
         self.net = mlp(input_dim, hidden_dim, num_hidden_layers, 1, lambda: nn.LeakyReLU(0.2))
+        if num_classes:
+            self.class_projection = nn.Embedding(num_classes, hidden_dim)
+            nn.init.normal_(self.class_projection.weight, std=hidden_dim ** -0.5)
 
-    def forward(self, x_t: Tensor, t: Tensor, x_tp1: Tensor) -> Tensor:
-        return self.net(torch.cat([self.features(x_t), self.features(x_tp1), self.time_embedding(t)], dim=1))
+    def forward(self, x_t: Tensor, t: Tensor, x_tp1: Tensor, y: Tensor | None = None) -> Tensor:
+        check_labels(y, self.num_classes, "the discriminator")
+        inputs = torch.cat([self.features(x_t), self.features(x_tp1), self.time_embedding(t)], dim=1)
+        if y is None:
+            return self.net(inputs)
+        hidden = self.net[:-1](inputs)  # φ: the last hidden layer's activations
+        return self.net[-1](hidden) + projection(self.class_projection(y), hidden)
