@@ -26,10 +26,12 @@ def prepare_lmdb(
     allow_upscale: bool = False,  # upscale images smaller than resolution instead of failing
     overwrite: bool = False,  # replace an existing output
     num_workers: int = 0,  # image processing processes (0: in this process)
+    class_folders: bool = False,  # every subfolder of input is a class: store the labels (data.conditional=true)
 ) -> PrepareReport:
     """The prepare command as a function (what the CLI runs)."""
     return write_image_lmdb(input, output, resolution=resolution, skip_bad_images=skip_bad_images,
-                            allow_upscale=allow_upscale, overwrite=overwrite, num_workers=num_workers)
+                            allow_upscale=allow_upscale, overwrite=overwrite, num_workers=num_workers,
+                            class_folders_as_labels=class_folders)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="prepare_lmdb", version_base="1.3")
@@ -44,6 +46,7 @@ def main(config: DictConfig) -> None:
             allow_upscale=config.allow_upscale,
             overwrite=config.overwrite,
             num_workers=config.num_workers,
+            class_folders=config.class_folders,
         )
     except DataError as error:
         fail(str(error))

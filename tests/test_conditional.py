@@ -225,6 +225,30 @@ def test_image_folder_with_class_subfolders_gives_imagefolder_labels(tmp_path):
     assert cfg.model.num_classes == 2  # counted from the subfolders
 
 
+def test_lmdb_written_from_class_subfolders_stores_the_labels(tmp_path):
+    from src.ddgan.data.folder_or_lmdb import FolderOrLMDBDataModule
+    from src.prepare_lmdb import prepare_lmdb
+
+    for name, count in (("a", 2), ("b", 3)):
+        write_images(tmp_path / "images" / name, count)
+    report = prepare_lmdb(tmp_path / "images", tmp_path / "labelled.lmdb", resolution=8, class_folders=True)
+    assert report.classes == ["a", "b"] and report.labels == [0, 0, 1, 1, 1]
+    data = FolderOrLMDBDataModule(data_dir=str(tmp_path / "labelled.lmdb"), image_size=8, batch_size_per_device=2,
+                                  num_workers=0, conditional=True, num_classes=None)
+    data.setup("fit")
+    assert [data.train_dataset[i][1] for i in range(5)] == [0, 0, 1, 1, 1] and data.model_classes == 2
+    cfg = compose_config(["experiment=celebahq256", f"data.data_dir={tmp_path / 'labelled.lmdb'}", "data.conditional=true"])
+    assert cfg.model.num_classes == 2  # the classes the LMDB stores
+    prepare_lmdb(tmp_path / "images", tmp_path / "plain.lmdb", resolution=8)
+    plain = FolderOrLMDBDataModule(data_dir=str(tmp_path / "plain.lmdb"), image_size=8, batch_size_per_device=2,
+                                   num_workers=0, conditional=True, num_classes=2)
+    with pytest.raises(DataError, match=r"data.conditional=true but data dir .*plain.lmdb has no class labels"):
+        plain.setup("fit")
+    (tmp_path / "images" / "c").mkdir()
+    with pytest.raises(DataError, match=r"class_folders=true: class subfolder 'c' of .* holds no images"):
+        prepare_lmdb(tmp_path / "images", tmp_path / "x.lmdb", resolution=8, class_folders=True)
+
+
 def test_digits_set_has_ten_labelled_grey_images():
     from src.ddgan.data.stacked import DigitsDataModule
 

@@ -21,16 +21,24 @@ if not OmegaConf.has_resolver("ddgan.item"):  # ${ddgan.item:list,i}: list[i] (a
 
 def _model_classes(data) -> int:
     """A data config's classes for the model: 0 unless data.conditional; then data.num_classes, or (null, folders of
-    images) the number of class subfolders of data.data_dir."""
+    images and LMDBs) the class subfolders of data.data_dir or the classes its LMDB stores."""
     if not data.get("conditional", False):
         return 0
     if data.get("num_classes") is not None:
         return int(data.num_classes)
+    if data.get("data_dir") is None:
+        return 0
     from pathlib import Path
 
-    from src.ddgan.data.image_folder import class_folders
+    from src.ddgan.data.images import class_folders
+    from src.ddgan.data.lmdb_format import is_lmdb
 
-    return len(class_folders(Path(data.data_dir))) if data.get("data_dir") is not None else 0
+    root = Path(data.data_dir)
+    if root.exists() and is_lmdb(root):
+        from src.ddgan.data.lmdb_dataset import inspect_lmdb
+
+        return len(inspect_lmdb(root).classes or [])
+    return len(class_folders(root))
 
 
 if not OmegaConf.has_resolver("ddgan.model_classes"):  # ${ddgan.model_classes:${data}}: model.num_classes

@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from .errors import DataError
 from .image_folder import ImageFolderDataModule
-from .lmdb_dataset import LMDBImageDataset
+from .lmdb_dataset import LMDBImageDataset, inspect_lmdb
 from .lmdb_format import is_lmdb, prepare_hint
 
 FORMATS = ("auto", "folder", "lmdb")
@@ -47,9 +47,12 @@ class FolderOrLMDBDataModule(ImageFolderDataModule):
                                 max_images=self.max_images)
 
     def dataset_classes(self) -> int | None:
-        """Folders: the class subfolders; LMDBs store no labels (None)."""
-        if not self.conditional or self.resolved_format() == "lmdb":
+        """Folders: the class subfolders; LMDBs: the classes stored with them (None when they store no labels)."""
+        if not self.conditional:
             return None
+        if self.resolved_format() == "lmdb":
+            classes = inspect_lmdb(self.data_dir).classes
+            return len(classes) if classes else None
         return super().dataset_classes()
 
 

@@ -19,7 +19,15 @@ from torch.utils.data import Dataset
 
 from .datamodule import ImageDataModule, ImageSettings
 from .errors import DataError
-from .images import IMAGE_EXTENSIONS, check_size, decode_rgb, fit_square, list_image_files, read_image_size
+from .images import (
+    IMAGE_EXTENSIONS,
+    check_size,
+    class_folders,
+    decode_rgb,
+    fit_square,
+    list_image_files,
+    read_image_size,
+)
 from .tensors import NO_LABEL, pil_to_model_tensor
 
 log = logging.getLogger(__name__)
@@ -60,11 +68,6 @@ def scan_image_folder(root: Path, image_size: int, *, skip_bad_images: bool, all
         raise DataError(f"data.data_dir={root} holds {found}, subfolders included (looked for {', '.join(IMAGE_EXTENSIONS)}); "
                         "point data.data_dir at a folder of images")
     return scan
-
-
-def class_folders(root: Path) -> list[Path]:
-    """The class subfolders of `root` in label order (sorted names; hidden ones skipped); [] if root is no folder."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
 
 
 class ImageFolderDataset(Dataset):

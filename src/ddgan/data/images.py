@@ -16,6 +16,12 @@ def _unreadable(name: str, error: Exception) -> DataError:
     return DataError(f"unreadable image {name}: {reason}; remove it or set skip_bad_images=true")
 
 
+def class_folders(root: Path) -> list[Path]:
+    """The class subfolders of `root` in label order (sorted names; hidden ones skipped); [] if root is no folder
+    (torchvision's ImageFolder convention)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
 def list_image_files(root: Path) -> list[Path]:
     """Every image file under `root` (recursive, by extension, case-insensitive), in sorted path order."""
     return sorted(

@@ -64,6 +64,8 @@ class LMDBLayout:
     kind: str  # "ddgan" (our PNGs), "encoded" (LSUN / NVAE encoded bytes) or "raw_rgb" (NVAE raw pixels)
     keys: list[bytes]  # image keys in dataset order, already cut to max_images
     resolution: int | None  # square side when known from metadata or raw size, else None
+    classes: list[str] | None = None  # ours, written from class subfolders: the class names
+    labels: list[int] | None = None  # ... and the label of each image (in key order)
 
 
 def _our_layout(meta: bytes, path: Path, limit: float) -> LMDBLayout:
@@ -78,7 +80,10 @@ def _our_layout(meta: bytes, path: Path, limit: float) -> LMDBLayout:
     if not is_ours:
         raise DataError(f"LMDB {path} has metadata for format {info['format']!r} version {info['version']!r}, "
                         f"not {FORMAT_NAME!r} version {FORMAT_VERSION}; rebuild it with {prepare_hint(path)}")
-    return LMDBLayout("ddgan", [image_key(i) for i in range(int(min(count, limit)))], resolution)
+    kept = int(min(count, limit))
+    labels = info.get("labels")
+    return LMDBLayout("ddgan", [image_key(i) for i in range(kept)], resolution, info.get("classes"),
+                      labels[:kept] if labels is not None else None)
 
 
 def _export_layout(txn: lmdb.Transaction, path: Path, limit: float) -> LMDBLayout:
@@ -121,7 +126,8 @@ def inspect_lmdb(path: Path, max_images: int | None = None) -> LMDBLayout:
 
 
 class LMDBImageDataset(Dataset):
-    """Items (image (3, S, S) float32 in [-1, 1], -1) from an LMDB, S = image_size (resize + center crop).
+    """Items (image (3, S, S) float32 in [-1, 1], label) from an LMDB, S = image_size (resize + center crop); the
+    label is the stored one (ours, written with class_folders=true), else -1.
 
     The dataset holds no LMDB handle (it pickles to workers as paths and keys): each process opens its
     own on first read through `shared_env`, so a handle is never shared across processes.
@@ -166,4 +172,4 @@ class LMDBImageDataset(Dataset):
         else:
             image = decode_rgb(value, self._name(key))
         image = fit_square(image, self.image_size, self._name(key), allow_upscale=self.allow_upscale)
-        return pil_to_model_tensor(image), NO_LABEL
+        return pil_to_model_tensor(image), NO_LABEL if self.layout.labels is None else self.layout.labels[index]

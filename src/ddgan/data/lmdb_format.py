@@ -2,7 +2,8 @@
 
     b"00000000", b"00000001", ...   PNG bytes of image i (RGB, resolution x resolution), i in sorted-file order
     b"__ddgan_meta__"               UTF-8 JSON {"format": "ddgan-image-lmdb", "version": 1,
-                                                "count": N, "resolution": R}
+                                                "count": N, "resolution": R}, and for a labelled set (written
+                                                from class subfolders) "classes": [names], "labels": [N labels]
 The metadata key sorts after every image key and tells our LMDBs from other exports.
 """
 from pathlib import Path

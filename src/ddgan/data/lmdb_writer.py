@@ -11,7 +11,7 @@ from pathlib import Path
 import lmdb
 
 from .errors import DataError
-from .images import IMAGE_EXTENSIONS, decode_rgb, encode_png, fit_square, list_image_files
+from .images import IMAGE_EXTENSIONS, class_folders, decode_rgb, encode_png, fit_square, list_image_files
 from .lmdb_format import FORMAT_NAME, FORMAT_VERSION, META_KEY, image_key
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,8 @@ class PrepareReport:
     count: int
     resolution: int
     skipped: list[str] = field(default_factory=list)
+    classes: list[str] | None = None  # class_folders: the class names (label i = classes[i])
+    labels: list[int] = field(default_factory=list)  # class_folders: the label of every written image
 
 
 def _square_png(job: tuple[Path, int, bool]) -> tuple[bytes | None, str | None]:
@@ -47,12 +49,12 @@ def _encoded(files: list[Path], resolution: int, allow_upscale: bool, num_worker
 
 
 def _fill(env: lmdb.Environment, files: list[Path], report: PrepareReport, *, skip_bad_images: bool,
-          allow_upscale: bool, num_workers: int, commit_every: int) -> None:
+          allow_upscale: bool, num_workers: int, commit_every: int, labels: list[int] | None = None) -> None:
     """Put every good file's PNG under keys 0.. and the metadata key last; commit every `commit_every`."""
     results = _encoded(files, report.resolution, allow_upscale, num_workers)
     txn = env.begin(write=True)
     try:
-        for png, error in results:
+        for index, (png, error) in enumerate(results):
             if error is not None:
                 if not skip_bad_images:
                     raise DataError(error)
@@ -61,6 +63,8 @@ def _fill(env: lmdb.Environment, files: list[Path], report: PrepareReport, *, sk
                 continue
             txn.put(image_key(report.count), png, append=True)
             report.count += 1
+            if labels is not None:
+                report.labels.append(labels[index])
             if report.count % commit_every == 0:
                 txn.commit()
                 txn = env.begin(write=True)
@@ -69,6 +73,8 @@ def _fill(env: lmdb.Environment, files: list[Path], report: PrepareReport, *, sk
             raise DataError(f"all {len(files)} images were skipped; see the messages above")
         meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "count": report.count,
                 "resolution": report.resolution}
+        if report.classes is not None:
+            meta |= {"classes": report.classes, "labels": report.labels}
         txn.put(META_KEY, json.dumps(meta).encode())
         txn.commit()
     finally:
@@ -86,6 +92,7 @@ def write_image_lmdb(
     overwrite: bool = False,  # replace an existing output
     num_workers: int = 0,  # decode/resize/encode processes (0: in this process)
     commit_every: int = 1000,  # images per write transaction
+    class_folders_as_labels: bool = False,  # every subfolder of input_dir is a class: store the labels (ImageFolder)
 ) -> PrepareReport:
     """Every image under `input_dir` (recursive, sorted paths), resized (shorter side) + center-cropped to
     `resolution`, as PNG bytes under keys 00000000.. plus a metadata key. Writes to a temporary sibling
@@ -93,7 +100,19 @@ def write_image_lmdb(
     input_dir, output_path = Path(input_dir), Path(output_path)
     if not input_dir.is_dir():
         raise DataError(f"input folder {input_dir} does not exist; pass input=<folder of images>")
-    files = list_image_files(input_dir)
+    labels, classes = None, None
+    if class_folders_as_labels:
+        folders = class_folders(input_dir)
+        per_class = [list_image_files(folder) for folder in folders]
+        if not folders or not all(per_class):
+            empty = next((folder.name for folder, found in zip(folders, per_class) if not found), None)
+            raise DataError(f"class_folders=true: {input_dir} has no class subfolders" if empty is None else
+                            f"class_folders=true: class subfolder {empty!r} of {input_dir} holds no images")
+        files = [path for found in per_class for path in found]
+        labels = [label for label, found in enumerate(per_class) for _ in found]
+        classes = [folder.name for folder in folders]
+    else:
+        files = list_image_files(input_dir)
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {input_dir}; pass input=<folder of images>")
     if output_path.exists() and not overwrite:
@@ -102,12 +121,12 @@ def write_image_lmdb(
     temp_path = output_path.parent / f".{output_path.name}.tmp-{os.getpid()}"
     shutil.rmtree(temp_path, ignore_errors=True)
     map_size = len(files) * (resolution * resolution * 3 * 2 + 4096) + (64 << 20)  # sparse file; PNG < 2x raw
-    report = PrepareReport(count=0, resolution=resolution)
+    report = PrepareReport(count=0, resolution=resolution, classes=classes)
     try:
         env = lmdb.open(str(temp_path), map_size=map_size, subdir=True)
         try:
             _fill(env, files, report, skip_bad_images=skip_bad_images, allow_upscale=allow_upscale,
-                  num_workers=num_workers, commit_every=commit_every)
+                  num_workers=num_workers, commit_every=commit_every, labels=labels)
         finally:
             env.close()
         if output_path.exists():  # overwrite=True
