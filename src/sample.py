@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.cli import fail, pick_device
 from src.ddgan.files import atomic_write
-from src.ddgan.images import save_class_grid, save_grid, save_png, to_uint8
+from src.ddgan.images import save_grid, save_png, to_uint8
 from src.ddgan.module import DDGAN
 from src.ddgan.precision import validate_precision
 from src.ddgan.sampling import draw_samples, index_labels
@@ -79,10 +79,7 @@ def write_samples(samples: torch.Tensor, output_dir: Path, save_individual: bool
     images = to_uint8(samples)
     arrays = {"arr_0": images} | ({"labels": labels.numpy()} if labels is not None else {})
     atomic_write(output_dir / "samples.npz", lambda file: np.savez(file, **arrays))
-    if labels is None:
-        save_grid(samples[:256], output_dir / "grid.png")
-    else:
-        save_class_grid(samples, labels, output_dir / "grid.png")
+    save_grid(samples if labels is not None else samples[:256], output_dir / "grid.png", labels=labels)
     if save_individual:
         (output_dir / "images").mkdir(exist_ok=True)
         for index, image in enumerate(images):

@@ -163,6 +163,8 @@ def test_conditional_digits_run_writes_conditional_metrics_and_a_grid_per_class(
     assert metrics["metric_features"]["conditional"] == "digit-classifier"
     model = load_ddgan(conditional_run / "checkpoints" / "last.ckpt")
     assert model.num_classes == 10 and model.generator.mapping.class_embed.num_embeddings == 10
+    grid = Image.open(next((conditional_run / "samples").glob("epoch*.png")))
+    assert grid.height > 4 * grid.width  # 20 samples of classes i mod 10: 10 rows of 2
 
 
 def test_cifar10_conditional_trains_at_a_tiny_size(tmp_path, monkeypatch):

@@ -32,8 +32,11 @@ def save_grid_image(grid: torch.Tensor, path: Path, image_size: int) -> None:
     save_png(to_uint8(grid[None])[0].repeat(scale, axis=0).repeat(scale, axis=1), path)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """(N, C, H, W) in [-1, 1] as one PNG grid, nrow images per row (default: square), upscaled for reading."""
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None, labels: torch.Tensor | None = None) -> None:
+    """(N, C, H, W) in [-1, 1] as one PNG grid, nrow images per row (default: square), upscaled for reading; with
+    the images' class labels (N,): one row per class (save_class_grid)."""
+    if labels is not None:
+        return save_class_grid(images, labels, path)
     nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
     grid = make_grid(images.float().clamp(-1, 1), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
     save_grid_image(grid * 2 - 1, path, max(images.shape[-2:]))
@@ -51,7 +54,8 @@ def class_rows(labels: torch.Tensor, per_row: int = 16, max_rows: int = 32) -> t
 
 def save_class_grid(images: torch.Tensor, labels: torch.Tensor, path: Path, per_row: int = 16) -> None:
     """(N, C, H, W) in [-1, 1] with their classes (N,) as one PNG grid of one row per class (empty tiles black)."""
+    labels = labels.cpu()
     rows = class_rows(labels, min(per_row, int(torch.bincount(labels).max())))
     blank = -torch.ones_like(images[:1])
-    tiles = torch.cat([images, blank])[rows.flatten()]  # index -1: the blank tile
+    tiles = torch.cat([images, blank])[rows.flatten().to(images.device)]  # index -1: the blank tile
     save_grid(tiles, path, nrow=rows.shape[1])
