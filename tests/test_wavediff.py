@@ -19,6 +19,7 @@ from src.ddgan.nets.wavediff import (
 )
 from src.ddgan.nets.wavelet_ncsnpp import WaveletNCSNpp
 from src.ddgan.wavelets import from_wavelet_space, haar_dwt, haar_idwt, to_wavelet_space
+from tests.conftest import compose_config
 
 CASES = ["generator_wavelet", "generator_normal_12ch", "discriminator_small_3layers", "discriminator_large_4layers"]
 FIXTURE_ORDERS = {"pytorch_wavelets": "pytorch_wavelets", "dwt_idwt_layer": "dwt_idwt"}
@@ -306,7 +307,8 @@ def test_network_shape_of_each_space_and_bad_shapes_name_the_fix():
         network_shape([2], "wavelet")
 
 
-RELEASED_RUNS = {"wavediff_cifar10": "cifar10", "wavediff_celebahq256": "celeba_256", "wavediff_lsun_church256": "lsun"}
+RELEASED_RUNS = {"wavediff_cifar10": "cifar10", "wavediff_stl10": "stl10", "wavediff_celebahq256": "celeba_256",
+                 "wavediff_lsun_church256": "lsun"}
 
 
 @pytest.mark.parametrize("experiment", list(RELEASED_RUNS))
@@ -400,3 +402,30 @@ def test_a_network_shape_override_that_does_not_follow_names_the_fix(compose):
     with pytest.raises(InstantiationException, match=r"model.network_shape=\[3, 32, 32\] does not follow .*model.space=wavelet "
                                          r"\(\[12, 16, 16\]\): drop the model.network_shape override"):
         instantiate(compose([*TINY_WAVELET_DIGITS, "model.network_shape=[3,32,32]"]).model, _convert_="partial")
+
+
+def test_stl10_datamodule_resizes_the_unlabelled_split_and_labels_the_train_split(tmp_path, monkeypatch):
+    """The STL-10 binary layout (a fake split here): uint8 3 x 96 x 96 images, column-major; labels 1..10 on disk."""
+    import numpy as np
+    from torchvision.datasets import STL10
+
+    from src.ddgan.data.stl10 import STL10DataModule
+
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rng.integers(0, 256, (6, 3, 96, 96), dtype=np.uint8).tofile(folder / "unlabeled_X.bin")
+    rng.integers(0, 256, (4, 3, 96, 96), dtype=np.uint8).tofile(folder / "train_X.bin")
+    np.array([1, 2, 3, 10], dtype=np.uint8).tofile(folder / "train_y.bin")
+    monkeypatch.setattr(STL10, "_check_integrity", lambda self: True)  # the fake files have other checksums
+    unlabelled = STL10DataModule(data_dir=str(tmp_path), download=False, batch_size_per_device=2, num_workers=0)
+    unlabelled.setup("fit")
+    image, label = unlabelled.train_dataset[0]
+    assert len(unlabelled.train_dataset) == 6 and image.shape == (3, 64, 64) and label == -1
+    assert -1 <= image.min() and image.max() <= 1
+    labelled = STL10DataModule(data_dir=str(tmp_path), download=False, split="train", batch_size_per_device=2,
+                               num_workers=0, conditional=True, num_classes=10)
+    labelled.setup("fit")
+    assert [labelled.train_dataset[i][1] for i in range(4)] == [0, 1, 2, 9] and labelled.model_classes == 10
+    cfg = compose_config(["experiment=wavediff_stl10"])
+    assert list(cfg.model.network_shape) == [12, 32, 32] and cfg.data.image_size == 64

@@ -349,7 +349,8 @@ class DDGAN(L.LightningModule):
         return logs
 
     def training_step(self, batch, batch_idx: int) -> None:
-        x_0, y = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
+        x_0, *rest = batch if isinstance(batch, (list, tuple)) else (batch,)  # (x_0,), (x_0, y) or x_0
+        y = rest[0] if rest else None
         if self.num_classes and y is None:
             raise ValueError("a class-conditional model (model.num_classes > 0) needs (x, y) batches: set data.conditional=true")
         logs = self.train_iteration(x_0, y if self.num_classes else None)
