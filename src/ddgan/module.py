@@ -11,7 +11,7 @@ from src.ddgan import wavelets
 from src.ddgan.diffusion import VPSchedule, sample_timesteps
 from src.ddgan.distributed import all_reduce_mean_, seed_process
 from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty, reconstruction_loss
-from src.ddgan.sampling import RandomSource, randn, sample
+from src.ddgan.sampling import RandomSource, index_labels, randn, sample
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,8 @@ class DDGAN(L.LightningModule):
         """The labels to sample: `labels` (checked), else for a conditional model class i mod num_classes for
         sample i (every class equally often), else None."""
         if labels is None:
-            return torch.arange(num_samples, device=self.device) % self.num_classes if self.num_classes else None
+            default = index_labels(range(num_samples), self.num_classes)
+            return default.to(self.device) if default is not None else None
         if not self.num_classes:
             raise ValueError("class labels were given to an unconditional model (model.num_classes=0)")
         labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
