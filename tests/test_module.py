@@ -1,3 +1,5 @@
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -146,9 +148,16 @@ def test_resume_at_an_epoch_boundary_equals_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(flat(a), flat(b), atol=1e-6, rtol=0)
 
 
+def test_cosine_decay_over_an_iteration_budget_steps_after_every_iteration(tmp_path):
+    model = tiny_ddgan(cosine_lr_decay=True, lr_decay_iterations=8, lr_min=0.0)
+    fit(model, tmp_path, epochs=1, iterations=4)  # half the decay's length
+    for optimizer in model.optimizers():
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 + math.cos(math.pi * 4 / 8)) / 2)
+
+
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
+    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
 )
 def test_invalid_hyperparameters_are_rejected(kwargs, key):
     with pytest.raises(ValueError, match=key):

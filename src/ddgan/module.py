@@ -15,8 +15,12 @@ from src.ddgan.sampling import RandomSource, index_labels, randn, sample
 
 log = logging.getLogger(__name__)
 
-def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float, max_consecutive_nonfinite: int = 10) -> None:
+def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float, max_consecutive_nonfinite: int = 10,
+                             lr_decay_iterations: int | None = None) -> None:
     """Raise a one-line ValueError naming the first invalid training hyperparameter."""
+    if lr_decay_iterations is not None and (not isinstance(lr_decay_iterations, int) or lr_decay_iterations < 1):
+        raise ValueError(f"model.lr_decay_iterations={lr_decay_iterations!r} is invalid: use an integer >= 1 "
+                         "(the cosine decay's length in iterations) or null (decay per epoch over trainer.max_epochs).")
     if not isinstance(lazy_reg, int) or lazy_reg < 1:
         raise ValueError(f"model.lazy_reg={lazy_reg!r} is invalid: it must be an integer >= 1 (R1 every lazy_reg iterations).")
     if not r1_gamma >= 0:
@@ -76,6 +80,7 @@ class DDGAN(L.LightningModule):
         betas: tuple[float, float] = (0.5, 0.9),  # Adam betas for both networks
         lr_min: float = 1e-5,  # cosine decay floor
         cosine_lr_decay: bool = True,  # cosine decay per epoch over trainer.max_epochs
+        lr_decay_iterations: int | None = None,  # with cosine_lr_decay: decay per iteration over this many instead
         r1_gamma: float = 0.02,  # R1 weight: loss += r1_gamma / 2 * E||∇D(x_t)||²
         lazy_reg: int = 15,  # R1 every lazy_reg iterations
         ema_decay: float = 0.9999,  # EMA of G's weights
@@ -92,7 +97,7 @@ class DDGAN(L.LightningModule):
     ):
         super().__init__()
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
-                                 max_consecutive_nonfinite=max_consecutive_nonfinite)
+                                 max_consecutive_nonfinite=max_consecutive_nonfinite, lr_decay_iterations=lr_decay_iterations)
         wavelets.check_subband_order(subband_order)
         derived = wavelets.network_shape(sample_shape, space)
         if network_shape is not None and [int(d) for d in network_shape] != derived:
@@ -355,13 +360,19 @@ class DDGAN(L.LightningModule):
         if self.num_classes and y is None:
             raise ValueError("a class-conditional model (model.num_classes > 0) needs (x, y) batches: set data.conditional=true")
         logs = self.train_iteration(x_0, y if self.num_classes else None)
+        if self.hparams.get("lr_decay_iterations"):
+            self.step_lr_schedulers()
         logs |= {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
         # values are averaged over processes already (in update), so no sync_dist here
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
 
-    def on_train_epoch_end(self) -> None:
+    def step_lr_schedulers(self) -> None:
         for scheduler in self.lr_schedulers() or []:
             scheduler.step()
+
+    def on_train_epoch_end(self) -> None:
+        if not self.hparams.get("lr_decay_iterations"):
+            self.step_lr_schedulers()
         optimizer_d, optimizer_g = self.optimizers()
         lrs = {"train/lr_d": optimizer_d.param_groups[0]["lr"], "train/lr_g": optimizer_g.param_groups[0]["lr"]}
         self.log_dict(lrs, sync_dist=True)  # equal on every rank; sync_dist only states that (once per epoch)
@@ -373,8 +384,9 @@ class DDGAN(L.LightningModule):
         optimizer_g = torch.optim.Adam(trainable_parameters(self.generator), lr=hp.lr_g, betas=tuple(hp.betas), foreach=True)
         if not hp.cosine_lr_decay:
             return [optimizer_d, optimizer_g]
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=hp.lr_min) for opt in (optimizer_d, optimizer_g)]
+        # the decay's length: iterations (stepped after each iteration) or epochs (stepped after each epoch)
+        length = hp.get("lr_decay_iterations") or (self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1)
+        schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=length, eta_min=hp.lr_min) for opt in (optimizer_d, optimizer_g)]
         return [optimizer_d, optimizer_g], schedulers
 
     # ---- sampling ------------------------------------------------------------------------------
