@@ -360,18 +360,23 @@ class DDGAN(L.LightningModule):
         if self.num_classes and y is None:
             raise ValueError("a class-conditional model (model.num_classes > 0) needs (x, y) batches: set data.conditional=true")
         logs = self.train_iteration(x_0, y if self.num_classes else None)
-        if self.hparams.get("lr_decay_iterations"):
+        if self.lr_decay_per_iteration:
             self.step_lr_schedulers()
         logs |= {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
         # values are averaged over processes already (in update), so no sync_dist here
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
+
+    @property
+    def lr_decay_per_iteration(self) -> bool:
+        """The cosine decay runs over model.lr_decay_iterations (stepped per iteration), not per epoch."""
+        return bool(self.hparams.cosine_lr_decay and self.hparams.get("lr_decay_iterations"))
 
     def step_lr_schedulers(self) -> None:
         for scheduler in self.lr_schedulers() or []:
             scheduler.step()
 
     def on_train_epoch_end(self) -> None:
-        if not self.hparams.get("lr_decay_iterations"):
+        if not self.lr_decay_per_iteration:
             self.step_lr_schedulers()
         optimizer_d, optimizer_g = self.optimizers()
         lrs = {"train/lr_d": optimizer_d.param_groups[0]["lr"], "train/lr_g": optimizer_g.param_groups[0]["lr"]}
