@@ -14,7 +14,7 @@ from src.train import train
 from tests.conftest import CONFIG_DIR
 
 TINY_DIGITS = [
-    "experiment=stacked_digits", "data.image_size=16", "model.sample_shape=[3,16,16]", "model.generator.base_channels=16",
+    "experiment=stacked_digits", "diffusion.num_timesteps=4", "data.image_size=16", "model.sample_shape=[3,16,16]", "model.generator.base_channels=16",
     "model.generator.channel_mult=[1,2]", "model.generator.attn_resolutions=[8]", "model.generator.z_emb_dim=16",
     "model.nz=8", "model.discriminator.base_channels=8", "model.discriminator.t_emb_dim=16", "data.num_images=48",
     "data.batch_size_per_device=16", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=csv",
