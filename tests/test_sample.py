@@ -16,6 +16,7 @@ from src.sample import generate
 
 TINY_DIGITS_MODEL = [
     "experiment=stacked_digits",
+    "diffusion.num_timesteps=4",
     "model.generator.base_channels=8",
     "model.generator.z_emb_dim=16",
     "model.discriminator.base_channels=8",
