@@ -123,6 +123,7 @@ class DDGAN(L.LightningModule):
         self.network_shape = tuple(derived)  # one input of G and D
         self.iteration = 0
         self.nonfinite_updates = 0  # skipped updates since the start of the run (checkpointed)
+        self.latest_logs: dict[str, Tensor] = {}  # the training values last computed, logged every log_every_n_steps
         self.consecutive_nonfinite = {"d": 0, "g": 0}
         self.divergence: str | None = None  # set when training must stop; raised at the iteration boundary
 
@@ -359,12 +360,23 @@ class DDGAN(L.LightningModule):
         y = rest[0] if rest else None
         if self.num_classes and y is None:
             raise ValueError("a class-conditional model (model.num_classes > 0) needs (x, y) batches: set data.conditional=true")
-        logs = self.train_iteration(x_0, y if self.num_classes else None)
+        # the latest value of each (R1 comes every lazy_reg iterations)
+        self.latest_logs |= self.train_iteration(x_0, y if self.num_classes else None)
         if self.lr_decay_per_iteration:
             self.step_lr_schedulers()
-        logs |= {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
-        # values are averaged over processes already (in update), so no sync_dist here
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
+        if self.logs_this_iteration():
+            logs = self.latest_logs | {"iteration": float(self.iteration), "nonfinite_updates": float(self.nonfinite_updates)}
+            # values are averaged over processes already (in update), so no sync_dist here
+            self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, batch_size=x_0.shape[0])
+
+    def logs_this_iteration(self) -> bool:
+        """Whether this iteration's training values go to self.log: on the iterations the logger writes
+        (every trainer.log_every_n_steps) and an epoch's last (for callback_metrics at the epoch's end). Each
+        self.log costs ~1.5 ms on a CPU: 40 % of a toy iteration when every iteration logged."""
+        trainer = self._trainer
+        if trainer is None or trainer.is_last_batch:
+            return True
+        return trainer.log_every_n_steps > 0 and self.iteration % trainer.log_every_n_steps == 0
 
     @property
     def lr_decay_per_iteration(self) -> bool:
