@@ -7,6 +7,7 @@ import torch
 import src.ddgan.module as module_lib
 from src.ddgan.data.gaussians import GaussianMixtureDataModule
 from src.ddgan.diffusion import VPSchedule
+from src.ddgan.losses import reconstruction_loss
 from src.ddgan.module import DDGAN
 from src.ddgan.nets.toy import ToyDiscriminator, ToyGenerator
 
@@ -157,7 +158,7 @@ def test_cosine_decay_over_an_iteration_budget_steps_after_every_iteration(tmp_p
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
+    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"reconstruction_weighting": "snr"}, "reconstruction_weighting"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
 )
 def test_invalid_hyperparameters_are_rejected(kwargs, key):
     with pytest.raises(ValueError, match=key):
@@ -196,6 +197,18 @@ def test_r1_under_an_fp16_grad_scaler_equals_the_plain_r1():
     model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16)))
     scaled = model.r1(model.discriminator(x_t, t, x_tp1), x_t)
     torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=0)
+
+
+def test_signal_weighting_weighs_each_pairs_reconstruction_by_the_signal_share_of_x_tp1():
+    x0_pred, x_0 = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]])
+    assert float(reconstruction_loss(x0_pred, x_0)) == pytest.approx(7 / 3)
+    assert float(reconstruction_loss(x0_pred, x_0, torch.tensor([1.0, 0.5, 0.25]))) == pytest.approx(1.0)
+    t = torch.arange(2)  # T = 2: levels 1 (τ ≈ 0.5) and 2 (τ = 1, almost pure noise)
+    model = tiny_ddgan(reconstruction_weighting="signal")
+    weights = model.reconstruction_weights(t)
+    torch.testing.assert_close(weights, model.schedule.sqrt_alpha_bar[1:] ** 2)  # ᾱ at levels 1..T
+    assert 0 < float(weights[1]) < 0.01 < float(weights[0])
+    assert tiny_ddgan().reconstruction_weights(t) is None  # uniform: WaveDiff's term
 
 
 def test_reconstruction_term_adds_the_l1_of_x0_pred_to_the_g_loss(monkeypatch):

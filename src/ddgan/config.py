@@ -152,7 +152,8 @@ def validate_train_config(cfg: DictConfig) -> None:
         model = cfg.model
         validate_hyperparameters(r1_gamma=model.r1_gamma, lazy_reg=model.lazy_reg, ema_decay=model.ema_decay,
                                  max_consecutive_nonfinite=model.get("max_consecutive_nonfinite", 10),
-                                 lr_decay_iterations=model.get("lr_decay_iterations"))
+                                 lr_decay_iterations=model.get("lr_decay_iterations"),
+                                 reconstruction_weighting=model.get("reconstruction_weighting", "uniform"))
         if cfg.data.get("centers") is not None:
             validate_centers(cfg.data.centers)
     except ValueError as error:

@@ -81,7 +81,7 @@ def mixture_metrics(samples: Tensor, centers: Tensor, std: float, quality_radius
 
     A sample is *high quality* when it lies within `quality_radius_std` std of its nearest center;
     a mode is *covered* when it receives at least `coverage_share` of its uniform share of the
-    high-quality samples; `mode_kl` is KL(p_modes || uniform) over the high-quality samples. With the mode indices
+    high-quality samples; `mode_kl` is KL(p_modes || uniform) of every sample's nearest mode. With the mode indices
     `labels` a class-conditional model was asked for: `conditional_accuracy`, the share whose nearest mode is theirs.
     """
     distances = torch.cdist(samples.double(), centers.double())

@@ -15,9 +15,15 @@ from src.ddgan.sampling import RandomSource, index_labels, randn, sample
 
 log = logging.getLogger(__name__)
 
+RECONSTRUCTION_WEIGHTINGS = ("uniform", "signal")
+
+
 def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float, max_consecutive_nonfinite: int = 10,
-                             lr_decay_iterations: int | None = None) -> None:
+                             lr_decay_iterations: int | None = None, reconstruction_weighting: str = "uniform") -> None:
     """Raise a one-line ValueError naming the first invalid training hyperparameter."""
+    if reconstruction_weighting not in RECONSTRUCTION_WEIGHTINGS:
+        raise ValueError(f"model.reconstruction_weighting={reconstruction_weighting!r} is invalid: use one of "
+                         f"{', '.join(RECONSTRUCTION_WEIGHTINGS)} (every pair alike, or by the signal share of x_t+1).")
     if lr_decay_iterations is not None and (not isinstance(lr_decay_iterations, int) or lr_decay_iterations < 1):
         raise ValueError(f"model.lr_decay_iterations={lr_decay_iterations!r} is invalid: use an integer >= 1 "
                          "(the cosine decay's length in iterations) or null (decay per epoch over trainer.max_epochs).")
@@ -86,6 +92,7 @@ class DDGAN(L.LightningModule):
         ema_decay: float = 0.9999,  # EMA of G's weights
         ema_warmup: bool = False,  # decay min(ema_decay, (1 + n) / (10 + n)) at iteration n: short runs forget the init
         reconstruction_weight: float = 0.0,  # G loss += weight * E|x̂_0 - x_0| on the real pairs (WaveDiff); 0: the paper's loss
+        reconstruction_weighting: str = "uniform",  # uniform (WaveDiff) | signal: each pair weighted by ᾱ_{t+1}
         max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
         compile: bool = False,  # torch.compile the forward of G, D and the EMA G
         compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
@@ -97,7 +104,8 @@ class DDGAN(L.LightningModule):
     ):
         super().__init__()
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
-                                 max_consecutive_nonfinite=max_consecutive_nonfinite, lr_decay_iterations=lr_decay_iterations)
+                                 max_consecutive_nonfinite=max_consecutive_nonfinite, lr_decay_iterations=lr_decay_iterations,
+                                 reconstruction_weighting=reconstruction_weighting)
         wavelets.check_subband_order(subband_order)
         derived = wavelets.network_shape(sample_shape, space)
         if network_shape is not None and [int(d) for d in network_shape] != derived:
@@ -255,7 +263,7 @@ class DDGAN(L.LightningModule):
                 loss = g_loss(logits)
                 logs = {}
                 if self.hparams.get("reconstruction_weight", 0.0) > 0:
-                    reconstruction = reconstruction_loss(x0_pred, x_0)
+                    reconstruction = reconstruction_loss(x0_pred, x_0, self.reconstruction_weights(t))
                     loss = loss + self.hparams.reconstruction_weight * reconstruction
                     logs["reconstruction"] = reconstruction.detach()
             self.manual_backward(loss)
@@ -263,6 +271,15 @@ class DDGAN(L.LightningModule):
         finally:
             for param in trainable_d:
                 param.requires_grad_(True)
+
+    def reconstruction_weights(self, t: Tensor) -> Tensor | None:
+        """Per-pair weights of the reconstruction term: None (uniform, WaveDiff's) or, under "signal", ᾱ_{t+1}, the
+        share of x_{t+1}'s variance that is signal. The L1 fit pulls x̂_0 to the median of p(x_0 | x_{t+1}): a sharp
+        target where that posterior is narrow (low t), a mode-averaging blur where it is wide (high t), where the
+        adversarial term alone should decide."""
+        if self.hparams.get("reconstruction_weighting", "uniform") == "uniform":
+            return None
+        return self.schedule.sqrt_alpha_bar[t + 1] ** 2
 
     # ---- one optimizer update: gradient averaging, gradient norm, divergence guard, step -----------
     def update(self, optimizer, name: str, network: nn.Module, logs: dict[str, Tensor]) -> dict[str, Tensor]:
