@@ -21,13 +21,13 @@ DEFAULTS = {"ckpt_path": None, "num_images": 64, "num_z": 8, "seed": 0, "ema": T
 @torch.no_grad()
 def level_statistics(model, x_0: torch.Tensor, num_z: int, use_ema: bool) -> list[dict]:
     generator = model.generator_ema if use_ema else model.generator
-    rows = []
+    x_0, rows = model.to_network_space(x_0), []
     for t in range(model.schedule.num_timesteps):
         level = torch.full((len(x_0),), t)
-        _, x_tp1 = model.schedule.q_sample_pair(model.to_network_space(x_0), level)
+        _, x_tp1 = model.schedule.q_sample_pair(x_0, level)
         preds = torch.stack([model.predict_x0(generator, x_tp1, level) for _ in range(num_z)])  # (num_z, N, ...)
         rows.append({"t": t, "std_over_z": float(preds.std(0).mean()), "std_over_batch": float(preds[0].std(0).mean()),
-                     "mean_abs_error_of_z_mean": float((preds.mean(0) - model.to_network_space(x_0)).abs().mean())})
+                     "mean_abs_error_of_z_mean": float((preds.mean(0) - x_0).abs().mean())})
     return rows
 
 
