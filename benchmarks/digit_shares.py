@@ -14,16 +14,10 @@ from benchmarks.common import parse_args, write_result
 from src.ddgan.checkpoint import load_ddgan
 from src.ddgan.data.stacked import MODE_WEIGHTS
 from src.ddgan.metrics.digit_classifier import load_digit_classifier
-from src.ddgan.metrics.mode_coverage import predict_stacked_modes
+from src.ddgan.metrics.mode_coverage import mode_coverage, mode_histogram, predict_stacked_modes
 
 DEFAULTS = {"ckpt_path": None, "classifier_path": None, "num_samples": 5000, "batch_size": 500, "seed": 0,
             "name": "digit_shares"}
-
-
-def kl_to_uniform(shares: torch.Tensor) -> float:
-    """KL(shares || uniform over its entries), nats."""
-    nonzero = shares[shares > 0]
-    return float((nonzero * (nonzero * len(shares)).log()).sum())
 
 
 def main(argv: list[str]) -> None:
@@ -39,8 +33,9 @@ def main(argv: list[str]) -> None:
     digits = (modes[:, None] // MODE_WEIGHTS) % 10  # (N, 3): the R, G, B digits
     channels = {}
     for channel, name in enumerate("RGB"):
-        shares = torch.bincount(digits[:, channel], minlength=10).double() / len(digits)
-        channels[name] = {"shares": [round(float(s), 4) for s in shares], "kl_to_uniform": kl_to_uniform(shares)}
+        histogram = mode_histogram(digits[:, channel], num_modes=10)
+        channels[name] = {"shares": [round(float(s), 4) for s in histogram / len(digits)],
+                          "kl_to_uniform": mode_coverage(histogram).kl_to_uniform}
         print(f"{name}: digit shares {channels[name]['shares']}, KL {channels[name]['kl_to_uniform']:.3f}")
     write_result(args["name"], {"ckpt_path": str(args["ckpt_path"]), "num_samples": len(modes), "channels": channels})
 
