@@ -414,8 +414,8 @@ class DDGAN(L.LightningModule):
     # ---- optimizers ----------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer_d, optimizer_g = (torch.optim.Adam(trainable_parameters(network), lr=lr, betas=tuple(hp.betas), fused=True)
-                                    for network, lr in ((self.discriminator, hp.lr_d), (self.generator, hp.lr_g)))
+        optimizer_d = torch.optim.Adam(trainable_parameters(self.discriminator), lr=hp.lr_d, betas=tuple(hp.betas), fused=True)
+        optimizer_g = torch.optim.Adam(trainable_parameters(self.generator), lr=hp.lr_g, betas=tuple(hp.betas), fused=True)
         if not hp.cosine_lr_decay:
             return [optimizer_d, optimizer_g]
         # the decay's length: iterations (stepped after each iteration) or epochs (stepped after each epoch)
