@@ -8,6 +8,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,10 +66,11 @@ def build_loggers(cfg: DictConfig) -> list:
 
 
 def finish_wandb_runs(loggers: list) -> None:
-    """End the wandb run of each WandbLogger, so that the next job of a multirun (same process) starts its own."""
-    for logger in loggers:
-        if getattr(logger, "_experiment", None) is not None and hasattr(logger.experiment, "finish"):
-            logger.experiment.finish()
+    """End the wandb run a WandbLogger started, so that the next job of a multirun (same process) starts its own."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb  # the logger's own dependency
+
+        wandb.finish()  # the process's current run; nothing when none was started
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

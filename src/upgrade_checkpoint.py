@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from src.ddgan.checkpoint import CheckpointError, check_targets, read_checkpoint
+from src.ddgan.checkpoint import CheckpointError, check_targets, read_checkpoint, save_checkpoint_file
 from src.ddgan.cli import fail
-from src.ddgan.fault_tolerance import save_checkpoint_file
 
 
 def data_types() -> tuple:
@@ -68,7 +67,7 @@ def to_plain(obj: Any, where: str = "checkpoint") -> Any:
 def upgrade(ckpt_path: Path, output: Path) -> Path:
     """Write `output`: checkpoint `ckpt_path` with its data objects as tensors and plain containers, checked to load safely."""
     content = read_checkpoint(ckpt_path, data_types=data_types())
-    save_checkpoint_file(to_plain(content), output)
+    save_checkpoint_file(to_plain(content), output, fix="Free space there or choose another output=")
     upgraded = read_checkpoint(output, what="output")
     config = upgraded.get("hyper_parameters", {}).get("config") if isinstance(upgraded, dict) else None
     if isinstance(config, dict) and isinstance(config.get("model"), dict):

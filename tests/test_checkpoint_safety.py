@@ -1,5 +1,6 @@
 """Checkpoint files are data, never code: weights_only loading everywhere a file comes in, an allowlist of the
 targets a stored config may build, one-line errors for damaged or foreign files, and the upgrade of trusted files."""
+import errno
 import os
 from pathlib import Path
 
@@ -10,7 +11,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from src.ddgan.checkpoint import CheckpointError, check_resumable, load_ddgan, read_checkpoint
+from src.ddgan.checkpoint import (
+    CheckpointError,
+    CheckpointWriteError,
+    check_resumable,
+    load_ddgan,
+    read_checkpoint,
+    save_ddgan,
+)
 from src.ddgan.metrics.digit_classifier import load_digit_classifier
 from src.train import train
 from src.upgrade_checkpoint import upgrade
@@ -127,3 +135,23 @@ def test_a_trusted_old_checkpoint_is_upgraded_once_and_then_loads(compose, tmp_p
                                      "model.discriminator.t_emb_dim=16"]).model, _convert_="partial")
     assert model.state_dict().keys() == reference.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), content["state_dict"].values(), strict=True))
+
+
+def test_a_disk_full_conversion_write_gives_one_line_and_keeps_the_previous_file(compose, tmp_path, monkeypatch):
+    """save_ddgan (src.convert_official's writer) on a full disk: CheckpointWriteError (a CheckpointError, exit 2 in the
+    commands) naming the file, and the file that was there stays as it was."""
+    path = save_tiny_checkpoint(compose, tmp_path)
+    before = path.read_bytes()
+    model = load_ddgan(path)
+
+    def fill_the_disk(obj, file):
+        file.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", fill_the_disk)
+    with pytest.raises(CheckpointWriteError) as error:
+        save_ddgan(model, path)
+    monkeypatch.undo()
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "disk full" in message and "previous tiny.ckpt is intact" in message
+    assert path.read_bytes() == before and not list(tmp_path.glob(".tiny.ckpt.tmp-*"))  # no temporary file left

@@ -16,8 +16,9 @@ import src.train as train_module
 from benchmarks import chaos_resume
 from benchmarks.chaos_resume import Kill, kill_repeatedly, max_weight_difference, saved_iteration
 from src.ddgan import fault_tolerance
+from src.ddgan.checkpoint import CheckpointWriteError
 from src.ddgan.data.resumable import ResumableDataLoader, ResumableShuffle
-from src.ddgan.fault_tolerance import AtomicCheckpointIO, CheckpointWriteError, RandomStreams
+from src.ddgan.fault_tolerance import AtomicCheckpointIO, RandomStreams
 from tests.conftest import TINY_TOY
 from tests.test_fault_tolerance import CrashAt
 

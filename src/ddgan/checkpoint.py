@@ -5,8 +5,11 @@
   CheckpointError, one line naming the file and what was refused.
 - build_model: a DDGAN from a checkpoint's stored run config, instantiating only ALLOWED_TARGETS (our own classes).
 - load_ddgan: both, then the weights.
+- save_checkpoint_file / save_ddgan: atomic writes; a disk that fills raises CheckpointWriteError (one line: the file,
+  the cause, what was kept, the fix) and leaves the previous file in place.
 A checkpoint written before this (or by other code) that holds data objects: `python -m src.upgrade_checkpoint`.
 """
+import errno
 import pickle
 import re
 from pathlib import Path
@@ -35,6 +38,35 @@ UPGRADE_HINT = "if it holds only data objects (an older checkpoint), convert it 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be opened safely or does not fit: one line for the user, exit code 2."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full); one line naming the file and the fix (the commands: exit 2)."""
+
+
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space left, file size limit (ulimit -f), quota
+
+
+def disk_full_cause(error: BaseException) -> OSError | None:
+    """The disk-full OSError behind `error` (torch's zip writer reports it as a RuntimeError), if any."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def save_checkpoint_file(obj: Any, path: str | Path, fix: str = "Free space there or write it elsewhere") -> Path:
+    """files.atomic_torch_save for checkpoints: a disk that fills (or a file size limit) raises CheckpointWriteError
+    naming the file, what was kept and `fix`; `path` is left as it was."""
+    path = Path(path)
+    try:
+        return atomic_torch_save(obj, path)
+    except BaseException as error:
+        if (cause := disk_full_cause(error)) is not None:
+            kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+            raise CheckpointWriteError(f"could not write checkpoint {path}: disk full ({cause.strerror}); {kept}. {fix}") from error
+        raise
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", *, what: str = "ckpt_path", mmap: bool = False,
@@ -147,4 +179,5 @@ def save_ddgan(model: "DDGAN", path: str | Path, **provenance: Any) -> Path:
     """Write `model` as a checkpoint that load_ddgan reads (the subset of a training checkpoint it needs: weights, the
     hyperparameters with the run config, and the `ddgan` state with the iteration and any `provenance`), atomically."""
     state = {"iteration": model.iteration} | provenance
-    return atomic_torch_save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": state}, path)
+    return save_checkpoint_file({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "ddgan": state},
+                                path, fix="Free space there or choose another output path")

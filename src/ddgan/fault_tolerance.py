@@ -12,16 +12,14 @@
 - RandomStreams: the process's random streams (torch CPU and CUDA, numpy, python) in every checkpoint, resumed at
   the start of training; with the train loader's own state (src.ddgan.data.resumable) a run killed at any moment
   and resumed from last.ckpt ends with the weights of the uninterrupted run (benchmarks/chaos_resume.py).
-- A disk that fills during a write raises CheckpointWriteError (one line: the file, the cause, the fix); the
+- A disk that fills during a write raises checkpoint.CheckpointWriteError (one line: the file, the cause, the fix); the
   previous checkpoint stays in place.
 """
-import errno
 import logging
 import random
 import signal
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -33,43 +31,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from src.ddgan import files
-from src.ddgan.checkpoint import CheckpointError
+from src.ddgan.checkpoint import save_checkpoint_file
 from src.ddgan.distributed import any_process_max
 from src.ddgan.module import TrainingDiverged
 
 log = logging.getLogger(__name__)
-
-
-DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space left, file size limit (ulimit -f), quota
-
-
-class CheckpointWriteError(CheckpointError):
-    """A checkpoint could not be written (disk full); one line naming the file and the fix (src.train: exit 2)."""
-
-
-def disk_full_cause(error: BaseException) -> OSError | None:
-    """The disk-full OSError behind `error` (torch's zip writer reports it as a RuntimeError), if any."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in DISK_FULL:
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def save_checkpoint_file(obj: Any, path: str | Path) -> None:
-    """files.atomic_torch_save for checkpoints: a disk that fills (or a file size limit) raises CheckpointWriteError
-    naming the file and the fix; `path` is left as it was."""
-    path = Path(path)
-    try:
-        files.atomic_torch_save(obj, path)
-    except BaseException as error:
-        if (cause := disk_full_cause(error)) is not None:
-            kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-            raise CheckpointWriteError(
-                f"could not write checkpoint {path}: disk full ({cause.strerror}); {kept}. Free space "
-                "there (or point paths.output_dir at a larger disk) and resume with ckpt_path=last") from error
-        raise
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -78,7 +44,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        save_checkpoint_file(checkpoint, path)
+        save_checkpoint_file(checkpoint, path, fix="Free space there (or point paths.output_dir at a larger disk) and "
+                                                    "resume with ckpt_path=last")
 
 
 def complete_saved_epoch(fit_loop: dict[str, Any] | None) -> None:
