@@ -1,4 +1,5 @@
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -75,3 +76,9 @@ def single_thread():
 def one_thread():
     with single_thread():
         yield
+
+
+def fill_the_disk(obj, file) -> None:
+    """A torch.save stand-in for a disk that fills mid-write: some bytes, then ENOSPC."""
+    file.write(b"partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -1,6 +1,5 @@
 """Checkpoint files are data, never code: weights_only loading everywhere a file comes in, an allowlist of the
 targets a stored config may build, one-line errors for damaged or foreign files, and the upgrade of trusted files."""
-import errno
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from src.ddgan.checkpoint import (
 from src.ddgan.metrics.digit_classifier import load_digit_classifier
 from src.train import train
 from src.upgrade_checkpoint import upgrade
-from tests.conftest import TINY_TOY
+from tests.conftest import TINY_TOY, fill_the_disk
 from tests.test_sample import run_module, save_tiny_checkpoint
 from tests.test_train import run_cli
 
@@ -143,10 +142,6 @@ def test_a_disk_full_conversion_write_gives_one_line_and_keeps_the_previous_file
     path = save_tiny_checkpoint(compose, tmp_path)
     before = path.read_bytes()
     model = load_ddgan(path)
-
-    def fill_the_disk(obj, file):
-        file.write(b"partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", fill_the_disk)
     with pytest.raises(CheckpointWriteError) as error:

@@ -1,6 +1,5 @@
 """Exact resume: the train loader's place, every random stream and Lightning's epoch state survive a hard kill,
 and a disk that fills during a checkpoint write leaves the previous checkpoint in place."""
-import errno
 import os
 import random
 import resource
@@ -19,7 +18,7 @@ from src.ddgan import fault_tolerance
 from src.ddgan.checkpoint import CheckpointWriteError
 from src.ddgan.data.resumable import ResumableDataLoader, ResumableShuffle
 from src.ddgan.fault_tolerance import AtomicCheckpointIO, RandomStreams
-from tests.conftest import TINY_TOY
+from tests.conftest import TINY_TOY, fill_the_disk
 from tests.test_fault_tolerance import CrashAt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,10 +145,6 @@ def test_chaos_script_three_random_sigkills(tmp_path, data):
 def test_a_disk_full_write_raises_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"iteration": 1}, path)
-
-    def fill_the_disk(obj, f):
-        f.write(b"partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(fault_tolerance.torch, "save", fill_the_disk)
     with pytest.raises(CheckpointWriteError) as error:

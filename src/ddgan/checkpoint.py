@@ -56,7 +56,7 @@ def disk_full_cause(error: BaseException) -> OSError | None:
     return None
 
 
-def save_checkpoint_file(obj: Any, path: str | Path, fix: str = "Free space there or write it elsewhere") -> Path:
+def save_checkpoint_file(obj: Any, path: str | Path, *, fix: str) -> Path:
     """files.atomic_torch_save for checkpoints: a disk that fills (or a file size limit) raises CheckpointWriteError
     naming the file, what was kept and `fix`; `path` is left as it was."""
     path = Path(path)
