@@ -158,7 +158,7 @@ def test_cosine_decay_over_an_iteration_budget_steps_after_every_iteration(tmp_p
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"reconstruction_weighting": "snr"}, "reconstruction_weighting"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
+    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"reconstruction_weighting": "snr"}, "reconstruction_weighting"), ({"reconstruction_samples": 0}, "reconstruction_samples"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
 )
 def test_invalid_hyperparameters_are_rejected(kwargs, key):
     with pytest.raises(ValueError, match=key):
@@ -226,3 +226,32 @@ def test_reconstruction_term_adds_the_l1_of_x0_pred_to_the_g_loss(monkeypatch):
     # same seed, same draws: the loss differs by exactly weight * the logged term
     torch.testing.assert_close(losses[2.0]["loss_g"], losses[0.0]["loss_g"] + 2.0 * losses[2.0]["reconstruction"])
     assert losses[2.0]["reconstruction"] > 0
+
+
+def test_best_of_latents_picks_per_pair_the_draw_whose_x0_pred_is_nearest_x0():
+    model = tiny_ddgan()
+    x_0, x_tp1, t = torch.randn(5, 2), torch.randn(5, 2), torch.zeros(5, dtype=torch.long)
+    torch.manual_seed(3)
+    draws = model.latents(4 * 5, x_tp1).view(4, 5, -1)  # the draws best_of_latents makes under the same seed
+    torch.manual_seed(3)
+    best = model.best_of_latents(x_0, x_tp1, t, None, num_draws=4)
+    with torch.no_grad():
+        errors = torch.stack([(model.predict_x0(model.generator, x_tp1, t, z=draws[k]) - x_0).abs().mean(1) for k in range(4)])
+    torch.testing.assert_close(best, draws[errors.argmin(0), torch.arange(5)])
+    assert best.shape == (5, 2) and not best.requires_grad
+
+
+def test_best_of_k_lowers_the_g_steps_reconstruction_and_k_1_keeps_one_fresh_draw(monkeypatch):
+    x_0 = torch.randn(64, 2)
+    terms = {}
+    for k in (1, 16):
+        torch.manual_seed(0)
+        model = tiny_ddgan(reconstruction_weight=1.0, reconstruction_samples=k)
+        model.manual_backward = lambda loss: loss.backward()
+        optimizers = [torch.optim.SGD(model.discriminator.parameters(), lr=0), torch.optim.SGD(model.generator.parameters(), lr=0)]
+        model.optimizers = lambda optimizers=optimizers: optimizers
+        calls = []
+        monkeypatch.setattr(model, "best_of_latents", lambda *args, f=model.best_of_latents, calls=calls: calls.append(args[-1]) or f(*args))
+        terms[k] = float(model.generator_step(x_0)["reconstruction"])
+        assert calls == ([] if k == 1 else [16])
+    assert terms[16] < terms[1]  # the nearest of 16 draws fits x_0 better than one

@@ -153,7 +153,8 @@ def validate_train_config(cfg: DictConfig) -> None:
         validate_hyperparameters(r1_gamma=model.r1_gamma, lazy_reg=model.lazy_reg, ema_decay=model.ema_decay,
                                  max_consecutive_nonfinite=model.get("max_consecutive_nonfinite", 10),
                                  lr_decay_iterations=model.get("lr_decay_iterations"),
-                                 reconstruction_weighting=model.get("reconstruction_weighting", "uniform"))
+                                 reconstruction_weighting=model.get("reconstruction_weighting", "uniform"),
+                                 reconstruction_samples=model.get("reconstruction_samples", 1))
         if cfg.data.get("centers") is not None:
             validate_centers(cfg.data.centers)
     except ValueError as error:

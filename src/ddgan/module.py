@@ -19,11 +19,15 @@ RECONSTRUCTION_WEIGHTINGS = ("uniform", "signal")
 
 
 def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float, max_consecutive_nonfinite: int = 10,
-                             lr_decay_iterations: int | None = None, reconstruction_weighting: str = "uniform") -> None:
+                             lr_decay_iterations: int | None = None, reconstruction_weighting: str = "uniform",
+                             reconstruction_samples: int = 1) -> None:
     """Raise a one-line ValueError naming the first invalid training hyperparameter."""
     if reconstruction_weighting not in RECONSTRUCTION_WEIGHTINGS:
         raise ValueError(f"model.reconstruction_weighting={reconstruction_weighting!r} is invalid: use one of "
                          f"{', '.join(RECONSTRUCTION_WEIGHTINGS)} (every pair alike, or by the signal share of x_t+1).")
+    if not isinstance(reconstruction_samples, int) or reconstruction_samples < 1:
+        raise ValueError(f"model.reconstruction_samples={reconstruction_samples!r} is invalid: use an integer >= 1 "
+                         "(the G step's z per real pair is the best of that many draws; 1: one fresh draw).")
     if lr_decay_iterations is not None and (not isinstance(lr_decay_iterations, int) or lr_decay_iterations < 1):
         raise ValueError(f"model.lr_decay_iterations={lr_decay_iterations!r} is invalid: use an integer >= 1 "
                          "(the cosine decay's length in iterations) or null (decay per epoch over trainer.max_epochs).")
@@ -93,6 +97,7 @@ class DDGAN(L.LightningModule):
         ema_warmup: bool = False,  # decay min(ema_decay, (1 + n) / (10 + n)) at iteration n: short runs forget the init
         reconstruction_weight: float = 0.0,  # G loss += weight * E|x̂_0 - x_0| on the real pairs (WaveDiff); 0: the paper's loss
         reconstruction_weighting: str = "uniform",  # uniform (WaveDiff) | signal: each pair weighted by ᾱ_{t+1}
+        reconstruction_samples: int = 1,  # K > 1: the G step's z per real pair is the best of K draws (least L1 to x_0)
         max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
         compile: bool = False,  # torch.compile the forward of G, D and the EMA G
         compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
@@ -105,7 +110,8 @@ class DDGAN(L.LightningModule):
         super().__init__()
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
                                  max_consecutive_nonfinite=max_consecutive_nonfinite, lr_decay_iterations=lr_decay_iterations,
-                                 reconstruction_weighting=reconstruction_weighting)
+                                 reconstruction_weighting=reconstruction_weighting,
+                                 reconstruction_samples=reconstruction_samples)
         wavelets.check_subband_order(subband_order)
         derived = wavelets.network_shape(sample_shape, space)
         if network_shape is not None and [int(d) for d in network_shape] != derived:
@@ -194,10 +200,28 @@ class DDGAN(L.LightningModule):
         return labels
 
     # ---- one training iteration ----------------------------------------------------------------
-    def predict_x0(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """x̂_0 = G(x_{t+1}, t, z[, y]) with a fresh z, in fp32."""
-        z = torch.randn(x_tp1.shape[0], self.hparams.nz, device=x_tp1.device, dtype=x_tp1.dtype)
+    def latents(self, num: int, like: Tensor) -> Tensor:
+        """`num` fresh draws of z ~ N(0, I)."""
+        return torch.randn(num, self.hparams.nz, device=like.device, dtype=like.dtype)
+
+    def predict_x0(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None,
+                   z: Tensor | None = None) -> Tensor:
+        """x̂_0 = G(x_{t+1}, t, z[, y]), with a fresh z unless one is given, in fp32."""
+        z = self.latents(x_tp1.shape[0], x_tp1) if z is None else z
         return generator(x_tp1, t, z, **self.labels(y)).float()
+
+    @torch.no_grad()
+    def best_of_latents(self, x_0: Tensor, x_tp1: Tensor, t: Tensor, y: Tensor | None, num_draws: int) -> Tensor:
+        """Per real pair, the z among `num_draws` fresh draws whose G(x_{t+1}, t, z) lies closest (L1) to x_0.
+        Trained on those, each real x_0 pulls the draw nearest to it (as in implicit maximum likelihood estimation),
+        so G spreads its z over the modes of p(x_0 | x_{t+1}) instead of returning their median for every z."""
+        n = x_tp1.shape[0]
+        z = self.latents(num_draws * n, x_tp1)  # draw k of pair i at row k * n + i
+        repeat = lambda a: a.repeat(num_draws, *[1] * (a.dim() - 1))
+        x0_preds = self.predict_x0(self.generator, self.memory_format(repeat(x_tp1)), repeat(t),
+                                   None if y is None else repeat(y), z)
+        errors = (x0_preds - repeat(x_0)).abs().flatten(1).mean(1).view(num_draws, n)
+        return z.view(num_draws, n, -1)[errors.argmin(0), torch.arange(n, device=z.device)]
 
     def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z[, y])), fresh z (posterior in fp32)."""
@@ -256,7 +280,9 @@ class DDGAN(L.LightningModule):
         for param in trainable_d:  # frozen ones (requires_grad=False) stay frozen after this step
             param.requires_grad_(False)
         try:
-            x0_pred = self.predict_x0(self.generator, x_tp1, t, y)
+            num_draws = self.hparams.get("reconstruction_samples", 1)
+            z = self.best_of_latents(x_0, x_tp1, t, y, num_draws) if num_draws > 1 else None
+            x0_pred = self.predict_x0(self.generator, x_tp1, t, y, z)
             logits = self.discriminator(self.schedule.sample_posterior(x0_pred, x_tp1, t), t, x_tp1,
                                         **self.labels(y)).float()
             with self.full_precision():
