@@ -211,16 +211,21 @@ def test_signal_weighting_weighs_each_pairs_reconstruction_by_the_signal_share_o
     assert tiny_ddgan().reconstruction_weights(t) is None  # uniform: WaveDiff's term
 
 
+def stepping_without_trainer(model: DDGAN) -> DDGAN:
+    """`model` with a plain backward and zero-rate optimizers: generator_step runs without a Trainer and changes nothing."""
+    model.manual_backward = lambda loss: loss.backward()
+    optimizers = [torch.optim.SGD(model.discriminator.parameters(), lr=0), torch.optim.SGD(model.generator.parameters(), lr=0)]
+    model.optimizers = lambda: optimizers
+    return model
+
+
 def test_reconstruction_term_adds_the_l1_of_x0_pred_to_the_g_loss(monkeypatch):
     """reconstruction_weight > 0: the G loss is the adversarial loss + weight * E|x̂_0 - x_0| (logged)."""
     x_0 = torch.randn(8, 2)
     losses = {}
     for weight in (0.0, 2.0):
         torch.manual_seed(0)
-        model = tiny_ddgan(reconstruction_weight=weight)
-        model.manual_backward = lambda loss: loss.backward()
-        optimizers = [torch.optim.SGD(model.discriminator.parameters(), lr=0), torch.optim.SGD(model.generator.parameters(), lr=0)]
-        model.optimizers = lambda optimizers=optimizers: optimizers
+        model = stepping_without_trainer(tiny_ddgan(reconstruction_weight=weight))
         losses[weight] = model.generator_step(x_0)
     assert "reconstruction" not in losses[0.0]
     # same seed, same draws: the loss differs by exactly weight * the logged term
@@ -246,10 +251,7 @@ def test_best_of_k_lowers_the_g_steps_reconstruction_and_k_1_keeps_one_fresh_dra
     terms = {}
     for k in (1, 16):
         torch.manual_seed(0)
-        model = tiny_ddgan(reconstruction_weight=1.0, reconstruction_samples=k)
-        model.manual_backward = lambda loss: loss.backward()
-        optimizers = [torch.optim.SGD(model.discriminator.parameters(), lr=0), torch.optim.SGD(model.generator.parameters(), lr=0)]
-        model.optimizers = lambda optimizers=optimizers: optimizers
+        model = stepping_without_trainer(tiny_ddgan(reconstruction_weight=1.0, reconstruction_samples=k))
         calls = []
         monkeypatch.setattr(model, "best_of_latents", lambda *args, f=model.best_of_latents, calls=calls: calls.append(args[-1]) or f(*args))
         terms[k] = float(model.generator_step(x_0)["reconstruction"])

@@ -25,9 +25,14 @@ def r1_penalty(logits_real: Tensor, x_t: Tensor) -> Tensor:
     return grad.square().flatten(1).sum(1).mean()
 
 
+def l1_per_pair(x0_pred: Tensor, x_0: Tensor) -> Tensor:
+    """Each pair's mean |x̂_0 - x_0| over its elements: (N,)."""
+    return (x0_pred - x_0).abs().flatten(1).mean(1)
+
+
 def reconstruction_loss(x0_pred: Tensor, x_0: Tensor, weights: Tensor | None = None) -> Tensor:
     """E|G(x_{t+1}, t, z) - x_0|, the L1 reconstruction term WaveDiff adds to the G loss (mean over elements);
     with per-pair `weights` (N,), the batch mean of weight × each pair's mean |x̂_0 - x_0|."""
     if weights is None:
         return (x0_pred - x_0).abs().mean()
-    return (weights * (x0_pred - x_0).abs().flatten(1).mean(1)).mean()
+    return (weights * l1_per_pair(x0_pred, x_0)).mean()

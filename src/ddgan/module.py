@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from src.ddgan import wavelets
 from src.ddgan.diffusion import VPSchedule, sample_timesteps
 from src.ddgan.distributed import all_reduce_mean_, seed_process
-from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, r1_penalty, reconstruction_loss
+from src.ddgan.losses import d_loss_fake, d_loss_real, g_loss, l1_per_pair, r1_penalty, reconstruction_loss
 from src.ddgan.sampling import RandomSource, index_labels, randn, sample
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class DDGAN(L.LightningModule):
         repeat = lambda a: a.repeat(num_draws, *[1] * (a.dim() - 1))
         x0_preds = self.predict_x0(self.generator, self.memory_format(repeat(x_tp1)), repeat(t),
                                    None if y is None else repeat(y), z)
-        errors = (x0_preds - repeat(x_0)).abs().flatten(1).mean(1).view(num_draws, n)
+        errors = l1_per_pair(x0_preds, repeat(x_0)).view(num_draws, n)
         return z.view(num_draws, n, -1)[errors.argmin(0), torch.arange(n, device=z.device)]
 
     def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
