@@ -158,7 +158,7 @@ def test_cosine_decay_over_an_iteration_budget_steps_after_every_iteration(tmp_p
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"reconstruction_weighting": "snr"}, "reconstruction_weighting"), ({"reconstruction_samples": 0}, "reconstruction_samples"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
+    [({"lr_decay_iterations": 0}, "lr_decay_iterations"), ({"reconstruction_weighting": "snr"}, "reconstruction_weighting"), ({"reconstruction_samples": 0}, "reconstruction_samples"), ({"reconstruction_samples_from_t": -1}, "reconstruction_samples_from_t"), ({"lazy_reg": 0}, "lazy_reg"), ({"r1_gamma": -1.0}, "r1_gamma"), ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay")],
 )
 def test_invalid_hyperparameters_are_rejected(kwargs, key):
     with pytest.raises(ValueError, match=key):
@@ -244,6 +244,20 @@ def test_best_of_latents_picks_per_pair_the_draw_whose_x0_pred_is_nearest_x0():
         errors = torch.stack([(model.predict_x0(model.generator, x_tp1, t, z=draws[k]) - x_0).abs().mean(1) for k in range(4)])
     torch.testing.assert_close(best, draws[errors.argmin(0), torch.arange(5)])
     assert best.shape == (5, 2) and not best.requires_grad
+
+
+def test_best_of_k_from_level_t_selects_only_the_pairs_at_or_above_it():
+    model = tiny_ddgan(reconstruction_samples=4, reconstruction_samples_from_t=1)  # T = 2: levels 0 and 1
+    x_0, x_tp1, t = torch.randn(6, 2), torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 1, 0])
+    calls = []
+    model.best_of_latents = lambda x_0, x_tp1, t, y, k: calls.append((t, k)) or torch.full((len(t), 2), 7.0)
+    z = model.generator_latents(x_0, x_tp1, t, None)
+    (selected_t, k), = calls
+    assert k == 4 and selected_t.tolist() == [1, 1, 1]
+    assert (z[t == 1] == 7.0).all() and not (z[t == 0] == 7.0).any()  # one fresh draw below level 1
+    model.hparams.reconstruction_samples_from_t = 2  # no pair selected: every z a fresh draw, no selection forward
+    calls.clear()
+    assert model.generator_latents(x_0, x_tp1, t, None).shape == (6, 2) and calls == []
 
 
 def test_best_of_k_lowers_the_g_steps_reconstruction_and_k_1_keeps_one_fresh_draw(monkeypatch):

@@ -154,7 +154,8 @@ def validate_train_config(cfg: DictConfig) -> None:
                                  max_consecutive_nonfinite=model.get("max_consecutive_nonfinite", 10),
                                  lr_decay_iterations=model.get("lr_decay_iterations"),
                                  reconstruction_weighting=model.get("reconstruction_weighting", "uniform"),
-                                 reconstruction_samples=model.get("reconstruction_samples", 1))
+                                 reconstruction_samples=model.get("reconstruction_samples", 1),
+                                 reconstruction_samples_from_t=model.get("reconstruction_samples_from_t", 0))
         if cfg.data.get("centers") is not None:
             validate_centers(cfg.data.centers)
     except ValueError as error:

@@ -20,7 +20,7 @@ RECONSTRUCTION_WEIGHTINGS = ("uniform", "signal")
 
 def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float, max_consecutive_nonfinite: int = 10,
                              lr_decay_iterations: int | None = None, reconstruction_weighting: str = "uniform",
-                             reconstruction_samples: int = 1) -> None:
+                             reconstruction_samples: int = 1, reconstruction_samples_from_t: int = 0) -> None:
     """Raise a one-line ValueError naming the first invalid training hyperparameter."""
     if reconstruction_weighting not in RECONSTRUCTION_WEIGHTINGS:
         raise ValueError(f"model.reconstruction_weighting={reconstruction_weighting!r} is invalid: use one of "
@@ -28,6 +28,9 @@ def validate_hyperparameters(*, r1_gamma: float, lazy_reg: int, ema_decay: float
     if not isinstance(reconstruction_samples, int) or reconstruction_samples < 1:
         raise ValueError(f"model.reconstruction_samples={reconstruction_samples!r} is invalid: use an integer >= 1 "
                          "(the G step's z per real pair is the best of that many draws; 1: one fresh draw).")
+    if not isinstance(reconstruction_samples_from_t, int) or reconstruction_samples_from_t < 0:
+        raise ValueError(f"model.reconstruction_samples_from_t={reconstruction_samples_from_t!r} is invalid: use an "
+                         "integer >= 0 (pairs at levels t >= it get the best of K draws; 0: every pair).")
     if lr_decay_iterations is not None and (not isinstance(lr_decay_iterations, int) or lr_decay_iterations < 1):
         raise ValueError(f"model.lr_decay_iterations={lr_decay_iterations!r} is invalid: use an integer >= 1 "
                          "(the cosine decay's length in iterations) or null (decay per epoch over trainer.max_epochs).")
@@ -98,6 +101,7 @@ class DDGAN(L.LightningModule):
         reconstruction_weight: float = 0.0,  # G loss += weight * E|x̂_0 - x_0| on the real pairs (WaveDiff); 0: the paper's loss
         reconstruction_weighting: str = "uniform",  # uniform (WaveDiff) | signal: each pair weighted by ᾱ_{t+1}
         reconstruction_samples: int = 1,  # K > 1: the G step's z per real pair is the best of K draws (least L1 to x_0)
+        reconstruction_samples_from_t: int = 0,  # the best of K only for pairs at levels t >= this; one draw below
         max_consecutive_nonfinite: int = 10,  # stop after this many skipped non-finite D (or G) updates in a row
         compile: bool = False,  # torch.compile the forward of G, D and the EMA G
         compile_mode: str = "default",  # torch.compile mode: default | reduce-overhead | max-autotune
@@ -111,7 +115,8 @@ class DDGAN(L.LightningModule):
         validate_hyperparameters(r1_gamma=r1_gamma, lazy_reg=lazy_reg, ema_decay=ema_decay,
                                  max_consecutive_nonfinite=max_consecutive_nonfinite, lr_decay_iterations=lr_decay_iterations,
                                  reconstruction_weighting=reconstruction_weighting,
-                                 reconstruction_samples=reconstruction_samples)
+                                 reconstruction_samples=reconstruction_samples,
+                                 reconstruction_samples_from_t=reconstruction_samples_from_t)
         wavelets.check_subband_order(subband_order)
         derived = wavelets.network_shape(sample_shape, space)
         if network_shape is not None and [int(d) for d in network_shape] != derived:
@@ -223,6 +228,21 @@ class DDGAN(L.LightningModule):
         errors = l1_per_pair(x0_preds, repeat(x_0)).view(num_draws, n)
         return z.view(num_draws, n, -1)[errors.argmin(0), torch.arange(n, device=z.device)]
 
+    def generator_latents(self, x_0: Tensor, x_tp1: Tensor, t: Tensor, y: Tensor | None) -> Tensor | None:
+        """z for the G step: the best of K draws for pairs at levels t >= reconstruction_samples_from_t (where
+        p(x_0 | x_{t+1}) is wide), one fresh draw for the rest; None (fresh draws) when K = 1."""
+        num_draws = self.hparams.get("reconstruction_samples", 1)
+        if num_draws == 1:
+            return None
+        selected = t >= self.hparams.get("reconstruction_samples_from_t", 0)
+        if selected.all():
+            return self.best_of_latents(x_0, x_tp1, t, y, num_draws)
+        z = self.latents(x_tp1.shape[0], x_tp1)
+        if selected.any():
+            z[selected] = self.best_of_latents(x_0[selected], x_tp1[selected], t[selected],
+                                               None if y is None else y[selected], num_draws)
+        return z
+
     def denoise(self, generator: nn.Module, x_tp1: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """One generated step: x'_t ~ q(x_t | x_{t+1}, x_0 = G(x_{t+1}, t, z[, y])), fresh z (posterior in fp32)."""
         return self.schedule.sample_posterior(self.predict_x0(generator, x_tp1, t, y), x_tp1, t)
@@ -280,8 +300,7 @@ class DDGAN(L.LightningModule):
         for param in trainable_d:  # frozen ones (requires_grad=False) stay frozen after this step
             param.requires_grad_(False)
         try:
-            num_draws = self.hparams.get("reconstruction_samples", 1)
-            z = self.best_of_latents(x_0, x_tp1, t, y, num_draws) if num_draws > 1 else None
+            z = self.generator_latents(x_0, x_tp1, t, y)
             x0_pred = self.predict_x0(self.generator, x_tp1, t, y, z)
             logits = self.discriminator(self.schedule.sample_posterior(x0_pred, x_tp1, t), t, x_tp1,
                                         **self.labels(y)).float()
